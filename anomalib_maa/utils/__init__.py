@@ -1,0 +1,1 @@
+"""Utilities: the sample-data generator."""

@@ -1,0 +1,73 @@
+import numpy as np
+import pytest
+import scipy.linalg
+import torch
+
+from anomalib_maa import frechet_markov_distance
+
+
+def scipy_fmd(f_input: torch.Tensor, f_reconstruction: torch.Tensor) -> np.ndarray:
+    """Reference: per image, patches as samples, scipy sqrtm of the covariance product."""
+    out = []
+    for a, b in zip(f_input, f_reconstruction, strict=True):
+        x = a.reshape(a.shape[0], -1).T.double().numpy()
+        y = b.reshape(b.shape[0], -1).T.double().numpy()
+        s1, s2 = np.cov(x, rowvar=False), np.cov(y, rowvar=False)
+        cross = scipy.linalg.sqrtm(s1 @ s2).real
+        out.append(((x.mean(0) - y.mean(0)) ** 2).sum() + np.trace(s1 + s2 - 2 * cross))
+    return np.array(out)
+
+
+SHAPES = [(3, 16, 8, 8), (2, 32, 6, 7), (2, 64, 4, 4)]  # the last has H*W < C
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+@pytest.mark.parametrize(("method", "rtol"), [("eigh", 1e-6), ("newton_schulz", 1e-3)])
+def test_matches_scipy_sqrtm(shape, method, rtol):
+    generator = torch.Generator().manual_seed(0)
+    a = torch.randn(shape, generator=generator)
+    b = 0.7 * a + 0.5 * torch.randn(shape, generator=generator) + 0.1
+    expected = scipy_fmd(a, b)
+    got = frechet_markov_distance(a, b, method=method).double().numpy()
+    np.testing.assert_allclose(got, expected, rtol=rtol)
+
+
+@pytest.mark.parametrize("method", ["eigh", "newton_schulz"])
+def test_zero_for_identical_and_symmetric(method):
+    a = torch.randn(2, 16, 6, 6, generator=torch.Generator().manual_seed(1))
+    b = torch.randn(2, 16, 6, 6, generator=torch.Generator().manual_seed(2))
+    assert frechet_markov_distance(a, a, method=method).abs().max() < 1e-4
+    torch.testing.assert_close(
+        frechet_markov_distance(a, b, method=method), frechet_markov_distance(b, a, method=method), rtol=1e-4, atol=0
+    )
+
+
+@pytest.mark.parametrize("method", ["eigh", "newton_schulz"])
+def test_finite_for_constant_features(method):
+    constant = torch.full((2, 8, 5, 5), 3.0)
+    other = torch.randn(2, 8, 5, 5)
+    for a, b in [(constant, constant), (constant, other), (torch.zeros(1, 8, 5, 5), constant[:1])]:
+        score = frechet_markov_distance(a, b, method=method)
+        assert torch.isfinite(score).all()
+        assert (score >= 0).all()
+    # constant maps differ only in their means: FMD = |mu_i - mu_r|^2 = 8 * 3^2
+    torch.testing.assert_close(
+        frechet_markov_distance(torch.zeros(1, 8, 5, 5), constant[:1], method=method), torch.tensor([72.0])
+    )
+
+
+def test_per_image_and_batched():
+    a, b = torch.randn(4, 8, 5, 5), torch.randn(4, 8, 5, 5)
+    batched = frechet_markov_distance(a, b)
+    singles = torch.cat([frechet_markov_distance(a[i : i + 1], b[i : i + 1]) for i in range(4)])
+    torch.testing.assert_close(batched, singles)
+    assert batched.shape == (4,)
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="equal shape"):
+        frechet_markov_distance(torch.randn(1, 4, 3, 3), torch.randn(1, 4, 3, 2))
+    with pytest.raises(ValueError, match="Unknown FMD method"):
+        frechet_markov_distance(torch.randn(1, 4, 3, 3), torch.randn(1, 4, 3, 3), method="svd")
+    with pytest.raises(ValueError, match=r"\(B, C, H, W\)"):
+        frechet_markov_distance(torch.randn(4, 3, 3), torch.randn(4, 3, 3))
