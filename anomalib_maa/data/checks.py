@@ -1,0 +1,190 @@
+"""Input checks shared by the datamodules.
+
+Every file a datamodule uses is decoded once in ``setup`` so that a missing, unreadable or truncated file, or a
+mask of the wrong size, stops the run with an error that names the file before any training starts. Nothing here
+writes to the dataset folder.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageFile
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+"""Suffixes (compared case-insensitively) of the files the datamodules treat as images; others are ignored."""
+
+LOSSY_EXTENSIONS = (".jpg", ".jpeg")
+"""Mask formats whose compression noise is ignored: a pixel of such a mask is a defect only above mid-grey."""
+
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
+
+
+class DatasetError(ValueError):
+    """A file or folder of a dataset cannot be used; the message names it."""
+
+
+def require_dir(path: Path, what: str, hint: str = "") -> Path:
+    """Return ``path`` if it is a folder, else raise.
+
+    Args:
+        path: Folder that must exist.
+        what: What the folder is, for the message (e.g. ``"KolektorSDD root"``).
+        hint: Extra sentence telling the user how to fix it.
+
+    Returns:
+        The same path.
+
+    Raises:
+        FileNotFoundError: When ``path`` is not an existing folder.
+    """
+    if not path.is_dir():
+        msg = f"{what} not found: {path.resolve()}"
+        raise FileNotFoundError(f"{msg}. {hint}" if hint else msg)
+    return path
+
+
+def list_images(folder: Path) -> list[Path]:
+    """List the image files directly inside ``folder``, sorted by name.
+
+    Hidden files and files whose suffix is not in :data:`IMAGE_EXTENSIONS` (``Thumbs.db``, notes, ...) are skipped.
+
+    Args:
+        folder: Folder to list.
+
+    Returns:
+        Sorted image paths.
+    """
+    return sorted(
+        path
+        for path in folder.iterdir()
+        if path.is_file() and not path.name.startswith(".") and path.suffix.lower() in IMAGE_EXTENSIONS
+    )
+
+
+def index_by_stem(paths: list[Path]) -> dict[str, Path]:
+    """Map file stems to paths, refusing two files with the same stem (``a.png`` and ``a.jpg``).
+
+    Args:
+        paths: Files of one folder.
+
+    Returns:
+        ``{stem: path}``.
+
+    Raises:
+        DatasetError: When two files share a stem, so that pairing by name would be ambiguous.
+    """
+    index: dict[str, Path] = {}
+    for path in paths:
+        if path.stem in index:
+            msg = f"Two files with the same name stem, cannot pair them with masks: {index[path.stem]} and {path}"
+            raise DatasetError(msg)
+        index[path.stem] = path
+    return index
+
+
+@contextmanager
+def _strict_decoding() -> Iterator[None]:
+    """Make Pillow raise on truncated files even if another library switched that off."""
+    previous = ImageFile.LOAD_TRUNCATED_IMAGES
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
+    try:
+        yield
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = previous
+
+
+def load_image(path: Path, mode: str | None = None) -> Image.Image:
+    """Fully decode an image file.
+
+    Args:
+        path: Image file.
+        mode: Pillow mode to convert to (``"L"``, ``"RGB"``); ``None`` keeps the file's mode.
+
+    Returns:
+        The decoded image, detached from the file.
+
+    Raises:
+        DatasetError: When the file cannot be opened or decoded (unknown format, truncated, corrupt).
+    """
+    try:
+        with _strict_decoding(), Image.open(path) as image:
+            image.load()
+            return image.convert(mode) if mode else image.copy()
+    except _DECODE_ERRORS as error:
+        msg = f"Cannot read image file {path}: {error}"
+        raise DatasetError(msg) from error
+
+
+def check_image(path: Path) -> tuple[int, int]:
+    """Decode an image file once and return its size.
+
+    Args:
+        path: Image file.
+
+    Returns:
+        ``(width, height)``.
+
+    Raises:
+        DatasetError: When the file cannot be decoded.
+    """
+    return load_image(path).size
+
+
+def read_defect_mask(path: Path, image_size: tuple[int, int], image_path: Path | None = None) -> np.ndarray:
+    """Read a ground-truth mask as a boolean defect map and check it matches its image.
+
+    A pixel is a defect when it is non-zero; for JPEG masks (lossy, see :data:`LOSSY_EXTENSIONS`) when it is above
+    127, so that compression noise around a defect is not counted as defect.
+
+    Args:
+        path: Mask file.
+        image_size: ``(width, height)`` of the image the mask belongs to.
+        image_path: That image, for the error message.
+
+    Returns:
+        Boolean array of shape ``(height, width)``.
+
+    Raises:
+        DatasetError: When the mask cannot be decoded or its size differs from the image's.
+    """
+    mask = load_image(path, mode="L")
+    if mask.size != image_size:
+        width, height = image_size
+        owner = f"its image {image_path}" if image_path else "its image"
+        msg = f"Mask {path} is {mask.width}x{mask.height} pixels but {owner} is {width}x{height}"
+        raise DatasetError(msg)
+    threshold = 127 if path.suffix.lower() in LOSSY_EXTENSIONS else 0
+    return np.asarray(mask) > threshold
+
+
+def pair_images_masks(
+    images: dict[str, Path], masks: dict[str, Path], expected_mask: Callable[[Path], str]
+) -> list[tuple[Path, Path]]:
+    """Pair images with masks that share a key (e.g. the file stem), refusing orphans on either side.
+
+    Args:
+        images: ``{key: image path}``.
+        masks: ``{key: mask path}``.
+        expected_mask: Describes, for an image without mask, which mask file was expected (for the message).
+
+    Returns:
+        ``(image, mask)`` pairs sorted by key.
+
+    Raises:
+        DatasetError: For the first mask without image, or image without mask, naming the file.
+    """
+    for key, mask in sorted(masks.items()):
+        if key not in images:
+            msg = f"Mask {mask} has no image of the same name"
+            raise DatasetError(msg)
+    pairs = []
+    for key, image in sorted(images.items()):
+        if key not in masks:
+            msg = f"Image {image} has no mask: expected {expected_mask(image)}"
+            raise DatasetError(msg)
+        pairs.append((image, masks[key]))
+    return pairs
