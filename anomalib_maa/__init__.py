@@ -12,6 +12,7 @@ Example:
 
 from anomalib_maa.metrics.fmd import frechet_markov_distance
 from anomalib_maa.models import Maa, MaaModel
+from anomalib_maa.post_processing import PautaPostProcessor
 
-__all__ = ["Maa", "MaaModel", "frechet_markov_distance"]
+__all__ = ["Maa", "MaaModel", "PautaPostProcessor", "frechet_markov_distance"]
 __version__ = "0.1.0"

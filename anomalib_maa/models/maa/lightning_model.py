@@ -30,6 +30,7 @@ from torchvision.transforms.v2 import Compose, Grayscale, Normalize, Resize
 
 from anomalib_maa.metrics.evaluation import table2_evaluator
 from anomalib_maa.metrics.fmd import FmdMethod
+from anomalib_maa.post_processing import DEFAULT_GAMMA, PautaPostProcessor
 
 from .ab_split import split_ab
 from .loss import DiscriminatorLoss, GeneratorLoss
@@ -75,8 +76,12 @@ class Maa(AnomalibModule):
         fmd_method: ``"eigh"`` (exact) or ``"newton_schulz"`` (matmul-only, exportable to ONNX).
         map_window: Window of the local-variance anomaly map.
         ab_seed: Seed of the A/B split.
+        gamma: γ of the default Pauta threshold ``T = μ + γσ`` over the FMD scores of the
+            defect-free training images (0 favours recall of defects, 2-3 few false alarms).
+        false_alarm_rate: Alternative to ``gamma``: target rate α, γ = Φ⁻¹(1 − α).
         pre_processor: Pre-processor, or ``True`` for resize + mapping to [-1, 1].
-        post_processor: Post-processor, or ``True`` for the default.
+        post_processor: Post-processor, or ``True`` for :class:`PautaPostProcessor` with
+            ``gamma`` / ``false_alarm_rate``.
         evaluator: Evaluator, or ``True`` for the paper's Table II metrics.
         visualizer: Visualizer, or ``True`` for anomalib's image visualizer.
 
@@ -103,6 +108,8 @@ class Maa(AnomalibModule):
         fmd_method: FmdMethod = "eigh",
         map_window: int = 7,
         ab_seed: int = 0,
+        gamma: float | None = DEFAULT_GAMMA,
+        false_alarm_rate: float | None = None,
         pre_processor: PreProcessor | bool = True,
         post_processor: PostProcessor | bool = True,
         evaluator: Evaluator | bool = True,
@@ -114,6 +121,10 @@ class Maa(AnomalibModule):
             raise ValueError(msg)
         if pre_processor is True:
             pre_processor = self.configure_pre_processor(image_size, in_channels)
+        if post_processor is True:
+            if false_alarm_rate is not None:
+                gamma = None  # the false-alarm rate sets gamma
+            post_processor = PautaPostProcessor(gamma=gamma, false_alarm_rate=false_alarm_rate)
         super().__init__(
             pre_processor=pre_processor,
             post_processor=post_processor,

@@ -1,0 +1,218 @@
+"""Scoring defect-free images with a model outside Lightning's loops, as at test time.
+
+Used by :class:`~anomalib_maa.post_processing.PautaPostProcessor` from inside trainer hooks: the
+images are read in order with the test-time dataset augmentations (no random augmentation), the
+model's pre-processing transform is applied here (anomalib's ``PreProcessor`` only applies it in
+``on_*_batch_start``), and the model runs in eval mode.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+import torch
+from anomalib.models.components.base.memory_bank_module import MemoryBankMixin
+from lightning import LightningModule, Trainer
+from torch.utils.data import DataLoader
+
+__all__ = ["PixelAccumulator", "eval_mode", "is_last_epoch", "score_normal_images", "statistics_loader"]
+
+logger = logging.getLogger(__name__)
+
+N_QUANTILES = 10001
+"""Size of the stored pixel quantile grid (levels 0, 1e-4, ..., 1)."""
+MAX_PIXELS_PER_IMAGE = 16384
+"""Pixels sampled per image for the quantile grid; mean and std use every pixel."""
+
+
+class PixelAccumulator:
+    """Streams anomaly-map pixels: exact mean/std from float64 sums, and a sampled quantile grid.
+
+    Example:
+        >>> accumulator = PixelAccumulator()
+        >>> accumulator.update(torch.ones(2, 1, 4, 4))
+        >>> accumulator.result()[0]
+        1.0
+    """
+
+    def __init__(self, seed: int = 0) -> None:
+        self.count = 0
+        self.total = 0.0
+        self.total_sq = 0.0
+        self.low = math.inf
+        self.high = -math.inf
+        self.samples: list[np.ndarray] = []
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def update(self, maps: torch.Tensor) -> None:
+        """Add a batch of maps (first dimension: images); non-finite values are skipped."""
+        if maps.numel() == 0:
+            return
+        n_images = maps.shape[0] if maps.dim() > 2 else 1
+        values = maps.detach().double().cpu().reshape(-1)
+        values = values[torch.isfinite(values)]
+        if values.numel() == 0:
+            return
+        self.count += values.numel()
+        self.total += float(values.sum())
+        self.total_sq += float((values * values).sum())
+        self.low = min(self.low, float(values.min()))
+        self.high = max(self.high, float(values.max()))
+        budget = MAX_PIXELS_PER_IMAGE * n_images
+        if values.numel() > budget:
+            values = values[torch.randperm(values.numel(), generator=self.generator)[:budget]]
+        self.samples.append(values.numpy())
+
+    def result(self) -> tuple[float | None, float | None, np.ndarray | None, float | None, float | None]:
+        """Return ``(mean, std with ddof=1, quantile grid, min, max)``, all ``None`` when empty."""
+        if self.count == 0:
+            return None, None, None, None, None
+        mean = self.total / self.count
+        variance = max(self.total_sq / self.count - mean * mean, 0.0)
+        if self.count > 1:
+            variance *= self.count / (self.count - 1)
+        quantiles = np.quantile(np.concatenate(self.samples), np.linspace(0.0, 1.0, N_QUANTILES))
+        return mean, math.sqrt(variance), quantiles, self.low, self.high
+
+
+def score_normal_images(pl_module: LightningModule, loader: Iterable[Any]) -> tuple[np.ndarray, PixelAccumulator]:
+    """Raw image scores and pixel statistics of the normal (``gt_label == 0``) images of a loader.
+
+    Call under ``torch.no_grad()`` with the module in eval mode (see :func:`eval_mode`).
+
+    Args:
+        pl_module: anomalib module; its ``pre_processor.transform`` and ``model`` are used.
+        loader: Batches with an ``image`` field (and optionally ``gt_label``).
+
+    Returns:
+        Float64 scores and a :class:`PixelAccumulator` over the anomaly maps.
+    """
+    transform = getattr(getattr(pl_module, "pre_processor", None), "transform", None)
+    collected: list[np.ndarray] = []
+    pixel = PixelAccumulator()
+    for batch in loader:
+        images = batch.image if hasattr(batch, "image") else batch["image"]
+        labels = getattr(batch, "gt_label", None)
+        images = images.to(pl_module.device)
+        if transform is not None:
+            images = transform(images)
+        output = pl_module.model(images)
+        anomaly_map = getattr(output, "anomaly_map", None)
+        score = getattr(output, "pred_score", None)
+        if score is None and anomaly_map is not None:
+            score = torch.amax(anomaly_map.flatten(1), dim=1)
+        if score is None:
+            msg = "The model returned neither pred_score nor anomaly_map in eval mode."
+            raise RuntimeError(msg)
+        score = score.reshape(-1)
+        keep = torch.ones_like(score, dtype=torch.bool)
+        if labels is not None:
+            keep = torch.as_tensor(labels, device=score.device).reshape(-1) == 0
+        collected.append(score[keep].detach().double().cpu().numpy())
+        if anomaly_map is not None:
+            pixel.update(anomaly_map[keep.to(anomaly_map.device)])
+    scores = np.concatenate(collected) if collected else np.empty(0)
+    return scores, pixel
+
+
+@contextmanager
+def statistics_loader(
+    source: str,
+    trainer: Trainer | None,
+    pl_module: LightningModule,
+) -> Iterator[DataLoader]:
+    """An ordered loader over the training (``"train"``) or validation (``"val"``) images.
+
+    Takes the datamodule's ``train_data``/``val_data`` (or the trainer's dataloaders' datasets),
+    swaps in the test-time dataset augmentations for the duration, and reads without shuffling.
+
+    Raises:
+        RuntimeError: If no such dataset can be found.
+    """
+    datamodule = getattr(trainer, "datamodule", None) if trainer is not None else None
+    attribute = "train_data" if source == "train" else "val_data"
+    dataset = getattr(datamodule, attribute, None)
+    collate_fn = getattr(datamodule, "external_collate_fn", None)
+    batch_size = getattr(datamodule, "eval_batch_size", 32)
+    num_workers = getattr(datamodule, "num_workers", 0)
+    if dataset is None and trainer is not None:
+        loaders = trainer.train_dataloader if source == "train" else trainer.val_dataloaders
+        loader = loaders[0] if isinstance(loaders, list | tuple) and loaders else loaders
+        if isinstance(loader, DataLoader):
+            dataset, collate_fn = loader.dataset, loader.collate_fn
+            batch_size = loader.batch_size or batch_size
+    if dataset is None:
+        msg = f"PautaPostProcessor(stats_source={source!r}) found no {attribute} to score; pass a datamodule."
+        raise RuntimeError(msg)
+    split_mode = getattr(datamodule, "val_split_mode", None)
+    if source == "val" and split_mode is not None and str(getattr(split_mode, "value", split_mode)) != "from_train":
+        logger.warning("stats_source='val' with val_split_mode=%s: only its normal images are used.", split_mode)
+    has_augmentations = hasattr(dataset, "augmentations")
+    saved = dataset.augmentations if has_augmentations else None
+    if has_augmentations:
+        dataset.augmentations = eval_augmentations(datamodule, pl_module)
+    try:
+        yield DataLoader(
+            dataset,
+            batch_size=batch_size,
+            shuffle=False,
+            num_workers=num_workers,
+            collate_fn=collate_fn or getattr(dataset, "collate_fn", None),
+        )
+    finally:
+        if has_augmentations:
+            dataset.augmentations = saved
+
+
+def eval_augmentations(datamodule: Any, pl_module: LightningModule) -> Any:
+    """Test-time dataset augmentations: the test subset's, else the model's resize, else none."""
+    test_data = getattr(datamodule, "test_data", None)
+    if test_data is not None and hasattr(test_data, "augmentations"):
+        return test_data.augmentations
+    from anomalib.data.transforms.utils import extract_transforms_by_type
+    from torchvision.transforms.v2 import Compose, Resize
+
+    transform = getattr(getattr(pl_module, "pre_processor", None), "transform", None)
+    resizes = extract_transforms_by_type(transform, Resize) if transform is not None else []
+    if not resizes:
+        return None
+    return resizes[0] if len(resizes) == 1 else Compose(resizes)
+
+
+@contextmanager
+def eval_mode(module: torch.nn.Module) -> Iterator[None]:
+    """Put every submodule in eval mode, then restore each one's own mode (frozen parts stay so)."""
+    modes = [(submodule, submodule.training) for submodule in module.modules()]
+    module.eval()
+    try:
+        yield
+    finally:
+        for submodule, training in modes:
+            submodule.training = training
+
+
+def ensure_memory_bank_fitted(pl_module: LightningModule) -> None:
+    """Run a memory-bank model's guarded ``fit()``, as its own hooks would, only earlier.
+
+    PaDiM and PatchCore fit in their ``on_train_epoch_end``/``on_validation_start``, which
+    Lightning calls after the callbacks' hooks of the same name.
+    """
+    if isinstance(pl_module, MemoryBankMixin) and not bool(pl_module._is_fitted):
+        pl_module.fit()
+        pl_module._is_fitted = torch.tensor([True], device=pl_module.device)
+
+
+def is_last_epoch(trainer: Trainer) -> bool:
+    """Whether the current epoch is the last of this fit (max_epochs, max_steps or a stop request)."""
+    if trainer.should_stop:
+        return True
+    max_epochs = trainer.max_epochs
+    if max_epochs is not None and max_epochs >= 0 and trainer.current_epoch + 1 >= max_epochs:
+        return True
+    max_steps = trainer.max_steps
+    return max_steps is not None and max_steps >= 0 and trainer.global_step >= max_steps
