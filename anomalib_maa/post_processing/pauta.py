@@ -28,12 +28,14 @@ from lightning.pytorch.trainer.states import TrainerFn
 from scipy import stats
 from torch.utils.data import DataLoader
 
+from anomalib_maa.distributed import broadcast_module_state
 from anomalib_maa.post_processing.report import json_safe, normality_test, plot_score_histogram
 from anomalib_maa.post_processing.scoring import (
     N_QUANTILES,
     PixelAccumulator,
     ensure_memory_bank_fitted,
     eval_mode,
+    gather_normal_scores,
     is_last_epoch,
     score_normal_images,
     statistics_loader,
@@ -436,6 +438,11 @@ class PautaPostProcessor(PostProcessor):
         augmentations, or from the trainer's dataloaders. Only images with ``gt_label == 0`` are
         used. The model's pre-processing transform is applied here, as at test time.
 
+        Under a distributed strategy (DDP) and without ``dataloader``, every rank must call this
+        (the trainer hooks do): rank 0's model state is broadcast, each rank scores a disjoint
+        contiguous shard of the images, and the scores are gathered, so every rank gets the
+        statistics a single process would compute from the checkpoint. See ``docs/scaling.md``.
+
         Args:
             pl_module: The anomalib module whose ``model`` produces the scores.
             trainer: The trainer (for the datamodule, dataloaders and the report folder).
@@ -451,8 +458,13 @@ class PautaPostProcessor(PostProcessor):
             stack.enter_context(torch.no_grad())
             loader = dataloader
             if loader is None:
-                loader = stack.enter_context(statistics_loader(self._stats_source, trainer, pl_module))
+                # Distributed (no-ops otherwise): score with rank 0's weights and buffers, the
+                # checkpoint's; each rank scores its own contiguous shard, then all are gathered.
+                broadcast_module_state(getattr(pl_module, "model", pl_module))
+                loader = stack.enter_context(statistics_loader(self._stats_source, trainer, pl_module, shard=True))
             scores, pixel = score_normal_images(pl_module, loader)
+            if dataloader is None:
+                scores, pixel = gather_normal_scores(scores, pixel)
         report = self._set_statistics(scores, pixel)
         self._log(trainer)
         self._warn_if_not_normal()

@@ -18,9 +18,18 @@ import numpy as np
 import torch
 from anomalib.models.components.base.memory_bank_module import MemoryBankMixin
 from lightning import LightningModule, Trainer
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Subset
 
-__all__ = ["PixelAccumulator", "eval_mode", "is_last_epoch", "score_normal_images", "statistics_loader"]
+from anomalib_maa.distributed import all_gather_objects, contiguous_shard, rank_and_world_size
+
+__all__ = [
+    "PixelAccumulator",
+    "eval_mode",
+    "gather_normal_scores",
+    "is_last_epoch",
+    "score_normal_images",
+    "statistics_loader",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +88,37 @@ class PixelAccumulator:
         quantiles = np.quantile(np.concatenate(self.samples), np.linspace(0.0, 1.0, N_QUANTILES))
         return mean, math.sqrt(variance), quantiles, self.low, self.high
 
+    def state(self) -> dict[str, Any]:
+        """The accumulated sums, extremes and samples as plain picklable data (for gathering)."""
+        return {
+            "count": self.count,
+            "total": self.total,
+            "total_sq": self.total_sq,
+            "low": self.low,
+            "high": self.high,
+            "samples": self.samples,
+        }
+
+    @classmethod
+    def merged(cls, states: Iterable[dict[str, Any]]) -> PixelAccumulator:
+        """One accumulator over several :meth:`state` dicts, samples concatenated in the given order.
+
+        Example:
+            >>> parts = [PixelAccumulator(), PixelAccumulator()]
+            >>> parts[0].update(torch.zeros(1, 1, 2, 2)); parts[1].update(torch.full((1, 1, 2, 2), 2.0))
+            >>> PixelAccumulator.merged(part.state() for part in parts).result()[0]
+            1.0
+        """
+        accumulator = cls()
+        for state in states:
+            accumulator.count += state["count"]
+            accumulator.total += state["total"]
+            accumulator.total_sq += state["total_sq"]
+            accumulator.low = min(accumulator.low, state["low"])
+            accumulator.high = max(accumulator.high, state["high"])
+            accumulator.samples.extend(state["samples"])
+        return accumulator
+
 
 def score_normal_images(pl_module: LightningModule, loader: Iterable[Any]) -> tuple[np.ndarray, PixelAccumulator]:
     """Raw image scores and pixel statistics of the normal (``gt_label == 0``) images of a loader.
@@ -120,16 +160,44 @@ def score_normal_images(pl_module: LightningModule, loader: Iterable[Any]) -> tu
     return scores, pixel
 
 
+def gather_normal_scores(scores: np.ndarray, pixel: PixelAccumulator) -> tuple[np.ndarray, PixelAccumulator]:
+    """Join every rank's scores and pixel statistics, in rank order (unchanged in a single process).
+
+    Meant for the output of :func:`score_normal_images` over a ``statistics_loader(..., shard=True)``:
+    the shards are contiguous, so rank order is the dataset order and the result equals a single
+    process scoring the whole set (the sums differ only in float64 rounding). Collective: every
+    rank must call it.
+
+    Args:
+        scores: This rank's scores.
+        pixel: This rank's pixel accumulator.
+
+    Returns:
+        All ranks' scores and one merged accumulator, identical on every rank.
+    """
+    gathered = all_gather_objects((scores, pixel.state()))
+    if len(gathered) == 1:
+        return scores, pixel
+    merged_scores = np.concatenate([np.asarray(part, dtype=np.float64).reshape(-1) for part, _ in gathered])
+    return merged_scores, PixelAccumulator.merged(state for _, state in gathered)
+
+
 @contextmanager
 def statistics_loader(
     source: str,
     trainer: Trainer | None,
     pl_module: LightningModule,
+    shard: bool = False,
 ) -> Iterator[DataLoader]:
     """An ordered loader over the training (``"train"``) or validation (``"val"``) images.
 
     Takes the datamodule's ``train_data``/``val_data`` (or the trainer's dataloaders' datasets),
     swaps in the test-time dataset augmentations for the duration, and reads without shuffling.
+
+    With ``shard=True`` in a distributed run, each rank reads only its contiguous share of the
+    images (:func:`~anomalib_maa.distributed.contiguous_shard`: each image on exactly one rank, no
+    ``DistributedSampler`` padding); join the results with :func:`gather_normal_scores`. In a
+    single process ``shard`` changes nothing.
 
     Raises:
         RuntimeError: If no such dataset can be found.
@@ -156,9 +224,11 @@ def statistics_loader(
     saved = dataset.augmentations if has_augmentations else None
     if has_augmentations:
         dataset.augmentations = eval_augmentations(datamodule, pl_module)
+    rank, world_size = rank_and_world_size() if shard else (0, 1)
+    subset = Subset(dataset, contiguous_shard(len(dataset), rank, world_size)) if world_size > 1 else dataset
     try:
         yield DataLoader(
-            dataset,
+            subset,
             batch_size=batch_size,
             shuffle=False,
             num_workers=num_workers,

@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 from torch import nn
 
+from anomalib_maa.distributed import is_distributed, weighted_all_reduce_mean
+
 MemoryMode = Literal["persistent", "zero"]
 
 
@@ -24,6 +26,10 @@ class AutoMemory(nn.Module):
     changes it. The buffers are saved in checkpoints and travel inside exported models. With
     ``mode="zero"`` every sample starts from a zero state (a plain gated convolution).
 
+    Under Lightning's DDP strategies each rank sees its own share of every batch; the update is
+    then all-reduced (weighted mean over the samples of all ranks), so every rank holds the same
+    state after every step. Set :attr:`sync_state` to ``False`` to keep per-process states.
+
     Args:
         channels: Channels of the latent code ``z`` (and of ``h`` and ``c``).
         latent_size: Spatial size ``(H, W)`` of the latent code for the configured image size.
@@ -36,6 +42,7 @@ class AutoMemory(nn.Module):
             msg = f"Unknown memory mode {mode!r}: use 'persistent' or 'zero'"
             raise ValueError(msg)
         self.mode = mode
+        self.sync_state = True
         self.gates = nn.Conv2d(2 * channels, 4 * channels, 3, padding=1)
         self.register_buffer("h", torch.zeros(1, channels, *latent_size))
         self.register_buffer("c", torch.zeros(1, channels, *latent_size))
@@ -58,11 +65,30 @@ class AutoMemory(nn.Module):
         c_new = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
         h_new = torch.sigmoid(o) * torch.tanh(c_new)
         if self.training and self.mode == "persistent" and z.shape[-2:] == self.h.shape[-2:]:
-            self.update_state(h_new.detach().mean(dim=0, keepdim=True), c_new.detach().mean(dim=0, keepdim=True))
+            self.update_state(
+                h_new.detach().mean(dim=0, keepdim=True),
+                c_new.detach().mean(dim=0, keepdim=True),
+                weight=z.shape[0],
+            )
         return h_new
 
     @torch.no_grad()
-    def update_state(self, h: torch.Tensor, c: torch.Tensor) -> None:
-        """Replace the stored state with a batch aggregate (a hook point for distributed reduction)."""
+    def update_state(self, h: torch.Tensor, c: torch.Tensor, weight: int = 1) -> None:
+        """Replace the stored state with a batch aggregate, reduced across ranks when distributed.
+
+        In a single process the state becomes ``(h, c)`` as given. When ``torch.distributed`` is
+        initialised with more than one rank (Lightning's DDP strategies) and :attr:`sync_state`
+        is true, every rank gets the mean over the samples of all ranks,
+        ``sum_r(weight_r * h_r) / sum_r(weight_r)`` (one all-reduce per step), so all ranks hold
+        the same state after every step, the one the checkpoint stores. This is a collective
+        operation: every rank must reach it the same number of times.
+
+        Args:
+            h: Batch mean of the new hidden state, shaped like the buffer.
+            c: Batch mean of the new cell state, shaped like the buffer.
+            weight: Samples behind the means on this rank (the local batch size).
+        """
+        if getattr(self, "sync_state", True) and is_distributed():
+            h, c = weighted_all_reduce_mean([h.to(self.h.dtype), c.to(self.c.dtype)], weight)
         self.h.copy_(h)
         self.c.copy_(c)

@@ -6,6 +6,7 @@ import torch
 from anomalib.data import InferenceBatch
 from torch import nn
 
+from anomalib_maa.deploy.fmd import polar_frechet_markov_distance
 from anomalib_maa.metrics.fmd import FmdMethod, frechet_markov_distance
 
 from .anomaly_map import AnomalyMapGenerator
@@ -72,7 +73,8 @@ class MaaModel(nn.Module):
             (16 -> 64, as in the paper), so one argument scales the whole model.
         memory: ``"persistent"`` or ``"zero"`` auto-memory state.
         feature_layer: Discriminator layer (1-4) that feeds the Markov encoder f(x).
-        fmd_method: ``"eigh"`` (exact) or ``"newton_schulz"`` (matmul-only, exportable).
+        fmd_method: ``"eigh"`` (exact) or ``"newton_schulz"`` (matmul-only, exportable); ``"polar"``
+            (matmul-only and float32-safe) is what ONNX/OpenVINO exports compute (``docs/deployment.md``).
         map_window: Window of the local-variance anomaly map.
 
     Example:
@@ -97,15 +99,34 @@ class MaaModel(nn.Module):
         self.discriminator = MarkovDiscriminator(in_channels, 4 * n_features, feature_layer)
         self.anomaly_map_generator = AnomalyMapGenerator(map_window)
         self.fmd_method = fmd_method
+        self.in_channels = in_channels
         self.apply(init_weights)
+
+    def match_channels(self, image: torch.Tensor) -> torch.Tensor:
+        """Average RGB input to one channel for a grayscale model; otherwise return it unchanged.
+
+        Raises:
+            ValueError: If the image has a channel count the model cannot use.
+        """
+        channels = image.shape[1]
+        if channels == self.in_channels:
+            return image
+        if self.in_channels == 1 and channels == 3:  # noqa: PLR2004
+            return image.mean(dim=1, keepdim=True)
+        msg = f"MAA was built for {self.in_channels}-channel images, got {channels} channels ({tuple(image.shape)})"
+        raise ValueError(msg)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor | InferenceBatch:
         """Reconstruct (training) or score (eval) a batch of images in [-1, 1]."""
+        image = self.match_channels(image)
         reconstruction = self.generator(image)
         if self.training:
             return reconstruction
         f_input = self.discriminator.markov_features(image)
         f_reconstruction = self.discriminator.markov_features(reconstruction)
-        score = frechet_markov_distance(f_input, f_reconstruction, method=self.fmd_method)
+        if self.fmd_method == "polar":  # matmul-only and float32-safe: the exported graphs' FMD
+            score = polar_frechet_markov_distance(f_input, f_reconstruction)
+        else:
+            score = frechet_markov_distance(f_input, f_reconstruction, method=self.fmd_method)
         anomaly_map = self.anomaly_map_generator(image, reconstruction)
         return InferenceBatch(pred_score=score, anomaly_map=anomaly_map)
