@@ -6,8 +6,17 @@ Every anomalib subcommand works as with ``anomalib`` (``train``, ``fit``, ``test
 * model names are matched case-insensitively among anomalib's models and the plugin's, so
   ``--model maa``, ``--model Maa`` and ``model: maa`` in a YAML config all give
   :class:`anomalib_maa.Maa` (and ``--model padim`` gives ``Padim``);
+* ``--seed_everything N`` seeds every RNG before the model is built (anomalib 2.7's own CLI accepts the option
+  but never applies it, so its runs are not reproducible); the default ``True`` draws a seed, logs it and
+  writes it into the saved config;
 * ``anomalib-maa demo [--output DIR]`` generates a small sample dataset and trains and tests a
-  fast MAA preset on it, offline, in about a minute on two cores.
+  fast MAA preset on it, offline, in about a minute on two cores;
+* ``anomalib-maa predict --ckpt_path MODEL --data_path IMAGES [--output DIR] [--overwrite]`` scores
+  an image or a folder with a checkpoint or an exported model (``.pt``, ``.onnx``, OpenVINO
+  ``.xml``) and writes ``predictions.csv`` and overlay PNGs (:mod:`anomalib_maa.deploy.cli`);
+  anomalib's form (``--model ... --data ...``) still runs anomalib's predict;
+* ``anomalib-maa export --ckpt_path MODEL.ckpt --export_type onnx`` needs no ``--model`` for a MAA
+  checkpoint, and refuses a checkpoint of another model with a clear message.
 
 Example:
     ``anomalib-maa train --config configs/maa_cpu.yaml --data.root sample_data``
@@ -35,24 +44,58 @@ def _resolve_class_path_case_insensitive(cls, name: str) -> str:  # noqa: ANN001
     return matches.pop() if len(matches) == 1 else class_path
 
 
+def _seed_from_config(cli) -> None:  # noqa: ANN001
+    """Apply ``--seed_everything`` (int, or ``True`` for a drawn seed) before the classes are instantiated."""
+    from lightning.pytorch import seed_everything
+
+    subcommand = cli.config.get("subcommand")
+    config = cli.config.get(str(subcommand)) if subcommand else cli.config
+    seed = config.get("seed_everything") if config is not None and hasattr(config, "get") else None
+    if seed is None or seed is False:
+        return
+    config["seed_everything"] = seed_everything(None if seed is True else int(seed), workers=True)
+
+
+def _seeded_cli_class():  # noqa: ANN202
+    from anomalib.cli.cli import AnomalibCLI
+
+    class SeededAnomalibCLI(AnomalibCLI):
+        """anomalib's CLI that applies ``--seed_everything`` (anomalib 2.7 parses it but never seeds)."""
+
+        def before_instantiate_classes(self) -> None:
+            super().before_instantiate_classes()
+            _seed_from_config(self)
+
+    return SeededAnomalibCLI
+
+
 def _install_name_resolution() -> None:
     _typehints.resolve_class_path_by_name = _resolve_class_path_case_insensitive
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """Run anomalib's CLI (or the ``demo`` subcommand) with the plugin loaded."""
+    """Run anomalib's CLI (or the plugin's ``demo`` and ``predict`` subcommands) with the plugin loaded."""
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] == "demo":
         from anomalib_maa.demo import main as demo_main
 
         demo_main(args[1:])
         return
-    from anomalib.cli.cli import AnomalibCLI
+    if args and args[0] == "predict":
+        from anomalib_maa.deploy.cli import is_plugin_predict, predict_main
+
+        if is_plugin_predict(args[1:]):
+            predict_main(args[1:])
+            return
+    if args and args[0] == "export":
+        from anomalib_maa.deploy.cli import prepare_export_args
+
+        args = ["export", *prepare_export_args(args[1:])]
     from anomalib.loggers import configure_logger
 
     _install_name_resolution()
     configure_logger()
-    AnomalibCLI(args)
+    _seeded_cli_class()(args)
 
 
 if __name__ == "__main__":

@@ -17,11 +17,15 @@ import os
 from abc import abstractmethod
 from pathlib import Path
 
+import torch
+from anomalib import TaskType
+from anomalib.data.dataclasses import DatasetItem, ImageItem
 from anomalib.data.datamodules.base.image import AnomalibDataModule
 from anomalib.data.datasets.base.image import AnomalibDataset
-from anomalib.data.utils import TestSplitMode, ValSplitMode
+from anomalib.data.utils import LabelName, TestSplitMode, ValSplitMode, read_mask
 from pandas import DataFrame
 from torchvision.transforms.v2 import Transform
+from torchvision.tv_tensors import Mask
 
 from anomalib_maa.data.checks import DatasetError, require_dir
 from anomalib_maa.data.protocol import TEST, TRAIN, check_train_ratio, protocol_split
@@ -70,6 +74,43 @@ class SampleDataset(AnomalibDataset):
     def name(self) -> str:
         """Name of the dataset."""
         return self._name
+
+    def __getitem__(self, index: int) -> DatasetItem:
+        """Return one item, as anomalib's dataset does, but read with :func:`anomalib_maa.io.read_image`.
+
+        anomalib's reader clips 16-bit grayscale images at 255; this one scales them to [0, 1].
+
+        Args:
+            index: Row of the samples table.
+
+        Returns:
+            The image item (image, mask for segmentation, label, paths).
+        """
+        from anomalib_maa.io import read_image
+
+        row = self.samples.iloc[index]
+        image = read_image(row.image_path)
+        gt_mask = None
+        if self.task == TaskType.SEGMENTATION:
+            if row.label_index == LabelName.NORMAL:
+                gt_mask = Mask(torch.zeros(image.shape[-2:])).to(torch.uint8)
+            elif row.label_index == LabelName.ABNORMAL:
+                gt_mask = read_mask(row.mask_path, as_tensor=True)
+        if self.augmentations:
+            if self.task == TaskType.CLASSIFICATION:
+                image = self.augmentations(image)
+            elif self.task == TaskType.SEGMENTATION:
+                mask = gt_mask if gt_mask is not None else Mask(torch.zeros(image.shape[-2:])).to(torch.uint8)
+                image, mask = self.augmentations(image, mask)
+                gt_mask = mask if gt_mask is not None else None
+        gt_label = None if row.label_index == LabelName.UNKNOWN else torch.tensor(row.label_index)
+        return ImageItem(
+            image=image,
+            gt_mask=gt_mask,
+            gt_label=gt_label,
+            image_path=row.image_path,
+            mask_path=row.mask_path,
+        )
 
 
 class ProtocolDataModule(AnomalibDataModule):

@@ -129,9 +129,15 @@ def check_image(path: Path) -> tuple[int, int]:
         ``(width, height)``.
 
     Raises:
-        DatasetError: When the file cannot be decoded.
+        DatasetError: When the file cannot be decoded, or its pixel values cannot be scaled to [0, 1] (32-bit
+            integer or float images out of range, see :mod:`anomalib_maa.io`).
     """
-    return load_image(path).size
+    image = load_image(path)
+    if image.mode in ("I", "F"):
+        from anomalib_maa.io import image_to_tensor
+
+        image_to_tensor(image, path)
+    return image.size
 
 
 def read_defect_mask(path: Path, image_size: tuple[int, int], image_path: Path | None = None) -> np.ndarray:

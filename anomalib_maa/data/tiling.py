@@ -141,7 +141,7 @@ def _cut(pairs: list[tuple[Path, Path]], out: Path) -> list[dict]:
     blocks = []
     for image_path, mask_path in sorted(pairs):
         image = load_image(image_path)
-        if image.mode not in ("L", "RGB"):
+        if image.mode not in ("L", "RGB", "I;16", "I;16L", "I;16B"):  # 16-bit stays 16-bit, scaled when read
             image = image.convert("RGB")
         defects = read_defect_mask(mask_path, image.size, image_path)
         for k, box in enumerate(block_boxes(*image.size)):

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -24,10 +25,13 @@ from anomalib.models.components import AnomalibModule
 from anomalib.post_processing import PostProcessor
 from anomalib.pre_processing import PreProcessor
 from anomalib.visualization import Visualizer
+from lightning.pytorch import Callback
 from lightning.pytorch.utilities.types import STEP_OUTPUT
 from torch import optim
-from torchvision.transforms.v2 import Compose, Grayscale, Normalize, Resize
+from torchvision.transforms.v2 import Compose, Normalize, Resize
 
+from anomalib_maa.callbacks import DivergenceGuard, NewRunGuard, ResumeState, check_finite_losses
+from anomalib_maa.distributed import enable_unused_parameter_detection
 from anomalib_maa.metrics.evaluation import table2_evaluator
 from anomalib_maa.metrics.fmd import FmdMethod
 from anomalib_maa.post_processing import DEFAULT_GAMMA, PautaPostProcessor
@@ -62,7 +66,7 @@ class Maa(AnomalibModule):
 
     Args:
         image_size: Model input ``(height, width)`` (or one int), multiples of 8.
-        in_channels: 3, or 1 to convert images to grayscale in the pre-processor.
+        in_channels: 3, or 1 for a grayscale model (the model averages the RGB channels anomalib loads).
         n_features: First encoder width (16 in Table I); every other width scales with it.
         max_epochs: Training epochs (passed to the trainer through ``trainer_arguments``).
         lr: Adam learning rate of both networks.
@@ -120,7 +124,7 @@ class Maa(AnomalibModule):
             msg = f"in_channels must be 1 (grayscale) or 3 (RGB), got {in_channels}"
             raise ValueError(msg)
         if pre_processor is True:
-            pre_processor = self.configure_pre_processor(image_size, in_channels)
+            pre_processor = self.configure_pre_processor(image_size)
         if post_processor is True:
             if false_alarm_rate is not None:
                 gamma = None  # the false-alarm rate sets gamma
@@ -155,20 +159,19 @@ class Maa(AnomalibModule):
     def configure_pre_processor(
         cls,
         image_size: tuple[int, int] | None = None,
-        in_channels: int = 3,
     ) -> PreProcessor:
         """Resize and map pixel values from [0, 1] to [-1, 1] (the decoder ends in tanh).
 
+        The images stay RGB (anomalib's batches require three channels); a grayscale model
+        (``in_channels=1``) averages them itself.
+
         Args:
             image_size: Target ``(height, width)``; defaults to ``(256, 256)``.
-            in_channels: 1 adds a grayscale conversion.
         """
         image_size = image_size or (256, 256)
-        steps: list[Any] = [Resize(image_size, antialias=True)]
-        if in_channels == 1:
-            steps.append(Grayscale(num_output_channels=1))
-        steps.append(Normalize(mean=[0.5] * in_channels, std=[0.5] * in_channels))
-        return PreProcessor(transform=Compose(steps))
+        return PreProcessor(
+            transform=Compose([Resize(image_size, antialias=True), Normalize(mean=[0.5] * 3, std=[0.5] * 3)])
+        )
 
     @staticmethod
     def configure_evaluator() -> Evaluator:
@@ -181,6 +184,27 @@ class Maa(AnomalibModule):
             optim.Adam(self.model.generator.parameters(), lr=self.lr, betas=self.betas, fused=True),
             optim.Adam(self.model.discriminator.parameters(), lr=self.lr, betas=self.betas, fused=True),
         ]
+
+    def configure_callbacks(self) -> list[Callback]:
+        """The reliability callbacks, then anomalib's component callbacks (``docs/reliability.md``).
+
+        :class:`~anomalib_maa.callbacks.DivergenceGuard` (NaN/inf losses, weights, scores and checkpoints stop the
+        run), :class:`~anomalib_maa.callbacks.ResumeState` (exact resume) and
+        :class:`~anomalib_maa.callbacks.NewRunGuard` (no second fit on a used trainer). They come first so that
+        their epoch-end and batch-end checks run before the post-processor fits or applies the threshold.
+        """
+        callbacks = super().configure_callbacks()
+        base = [callbacks] if isinstance(callbacks, Callback) else list(callbacks)
+        return [DivergenceGuard(), ResumeState(), NewRunGuard(), *base]
+
+    def setup(self, stage: str) -> None:
+        """Under a DDP strategy, wrap with ``find_unused_parameters=True`` (see ``docs/scaling.md``).
+
+        The discriminator's backward pass never reaches the generator's parameters, which plain
+        DDP rejects. Lightning wraps the model in DDP after this hook.
+        """
+        super().setup(stage)
+        enable_unused_parameter_detection(self.trainer)
 
     def on_fit_start(self) -> None:
         """Split the defect-free training images into sets A and B (seeded)."""
@@ -204,34 +228,34 @@ class Maa(AnomalibModule):
             raise ValueError(msg)
         return samples["image_path"].astype(str).tolist()
 
-    def _split_batch(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor] | None:
+    def _split_batch(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         """Return ``(x_a, x_b)`` with one set-B image per set-A image.
 
-        Set-B images are cycled when the batch holds fewer B than A images; when the batch holds
-        none of one set, that set's images from the previous batch stand in.
+        Set-B images are cycled when the batch holds fewer B than A images. When the batch holds
+        none of one set, that set's images from the previous batch stand in; on the very first
+        batch, the other set's images shifted by one (so every step, and every DDP rank, updates).
         """
         if self._set_a is None:
             msg = "The A/B split is made in on_fit_start; train MAA through a Lightning Trainer or anomalib Engine"
             raise RuntimeError(msg)
-        in_a = torch.tensor([str(path) in self._set_a for path in batch.image_path], device=batch.image.device)
-        images = {"a": batch.image[in_a], "b": batch.image[~in_a]}
-        for key, value in images.items():
-            if len(value):
-                self._last_seen[key] = value.detach()
-            elif key in self._last_seen:
-                images[key] = self._last_seen[key]
+        image = self.model.match_channels(batch.image)
+        in_a = torch.tensor([str(path) in self._set_a for path in batch.image_path], device=image.device)
+        images = {"a": image[in_a], "b": image[~in_a]}
+        for key, other in (("a", "b"), ("b", "a")):
+            if len(images[key]):
+                self._last_seen[key] = images[key].detach()
             else:
-                return None
+                images[key] = self._last_seen.get(key, images[other].roll(1, dims=0))
         x_a, x_b = images["a"], images["b"]
         return x_a, x_b[torch.arange(len(x_a), device=x_b.device) % len(x_b)]
 
     def training_step(self, batch: Batch, batch_idx: int) -> STEP_OUTPUT:
-        """One discriminator and one generator update on a batch split into sets A and B."""
-        del batch_idx
-        pair = self._split_batch(batch)
-        if pair is None:  # the very first batch held only one set: nothing to pair yet
-            return None
-        x_a, x_b = pair
+        """One discriminator and one generator update on a batch split into sets A and B.
+
+        Raises:
+            DivergenceError: When a loss is NaN or infinite, before its optimiser step (naming epoch and step).
+        """
+        x_a, x_b = self._split_batch(batch)
         opt_g, opt_d = self.optimizers()
         generator, discriminator = self.model.generator, self.model.discriminator
 
@@ -240,6 +264,7 @@ class Maa(AnomalibModule):
         logits_real, f_real_b = discriminator(x_b)
         logits_fake, _ = discriminator(fake.detach())
         loss_d = self.discriminator_loss(logits_real, logits_fake)
+        check_finite_losses(self, {"discriminator loss": loss_d}, batch_idx)
         opt_d.zero_grad(set_to_none=True)
         self.manual_backward(loss_d)
         opt_d.step()
@@ -250,6 +275,7 @@ class Maa(AnomalibModule):
             with torch.no_grad():
                 f_real_a = discriminator.markov_features(x_a)
         loss_g, parts = self.generator_loss(f_real_b.detach(), f_fake, logits_fake, x_a, fake, f_real_a)
+        check_finite_losses(self, {"generator loss": loss_g}, batch_idx)
         opt_g.zero_grad(set_to_none=True)
         self.manual_backward(loss_g)
         opt_g.step()
@@ -273,3 +299,21 @@ class Maa(AnomalibModule):
     def learning_type(self) -> LearningType:
         """MAA learns from defect-free images only."""
         return LearningType.ONE_CLASS
+
+    def to_onnx(self, *args: Any, **kwargs: Any) -> Path:
+        """Export to ONNX (and, through anomalib's ``to_openvino``, to OpenVINO) with a matmul-only FMD.
+
+        ONNX has no eigendecomposition and OpenVINO computes in float32, so the FMD is switched to
+        its matmul-only, float32-safe form (``fmd_method="polar"``) for the export and restored
+        afterwards; the file also records the model's input size and thresholds as metadata.
+        Arguments are those of anomalib's ``ExportMixin.to_onnx``; ``opset_version`` defaults to
+        18, the opset torch's exporter writes (anomalib asks for 14, and the down-conversion
+        fails on ``Pad`` and logs a traceback). See ``docs/deployment.md``.
+        """
+        from anomalib_maa.deploy.export import exportable_fmd, write_onnx_metadata
+
+        kwargs.setdefault("opset_version", 18)
+        with exportable_fmd(self):
+            path = super().to_onnx(*args, **kwargs)
+        write_onnx_metadata(path, self)
+        return path
