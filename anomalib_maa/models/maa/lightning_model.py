@@ -105,7 +105,7 @@ class Maa(AnomalibModule):
         beta1: float = 0.5,
         beta2: float = 0.999,
         lambda_adv: float = 1.0,
-        lambda_rec: float = 10.0,
+        lambda_rec: float = 50.0,
         lambda_rec_feat: float = 0.0,
         memory: MemoryMode = "persistent",
         feature_layer: int = 4,

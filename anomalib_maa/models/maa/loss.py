@@ -34,7 +34,7 @@ class GeneratorLoss(nn.Module):
         lambda_rec_feat: Weight of the paired Markov-feature L1 term.
     """
 
-    def __init__(self, lambda_adv: float = 1.0, lambda_rec: float = 10.0, lambda_rec_feat: float = 0.0) -> None:
+    def __init__(self, lambda_adv: float = 1.0, lambda_rec: float = 50.0, lambda_rec_feat: float = 0.0) -> None:
         super().__init__()
         self.lambda_adv = lambda_adv
         self.lambda_rec = lambda_rec
