@@ -630,8 +630,11 @@ class PautaPostProcessor(PostProcessor):
             pred_score = torch.amax(anomaly_map, dim=(-2, -1)).reshape(anomaly_map.shape[0])  # type: ignore[union-attr]
         pred_label = pred_mask = None
         if self.enable_thresholding:
-            pred_label = pred_score > self._image_threshold
-            pred_mask = None if anomaly_map is None else anomaly_map > self._pixel_threshold
+            # "& ~isnan": OpenVINO evaluates x > NaN as true; unfitted models must label nothing there either.
+            pred_label = (pred_score > self._image_threshold) & ~torch.isnan(self._image_threshold)
+            pred_mask = None
+            if anomaly_map is not None:
+                pred_mask = (anomaly_map > self._pixel_threshold) & ~torch.isnan(self._pixel_threshold)
         if self.enable_normalization:
             pred_score = self._squash(pred_score, self._image_threshold, self.image_std)
             if anomaly_map is not None:

@@ -1,0 +1,410 @@
+"""Speed and memory of MAA against PaDiM and PatchCore, measured side by side in one run.
+
+``python benchmarks/speed.py --output results/speed`` writes ``speed.md`` and ``speed.csv``:
+
+* FMD per image: the exact ``eigh`` path, the Newton–Schulz path and a scipy ``sqrtm`` reference
+  (the classic FID formula), for the paper's feature map (512 channels x 31 x 31 patches) and the
+  CPU preset's (64 channels x 16 x 16 at 128 x 128 input).
+* Inference at 256 x 256, batch 4 (the paper's Table IV setting): images/s and peak memory for MAA
+  at paper size and CPU preset, PaDiM-ResNet18 and PatchCore-WRN50 (random weights), each in a fresh
+  process; MAA also with ``torch.inference_mode``, channels-last and batch-norm folding, and the
+  share of its time in the generator, the discriminator, the FMD and the anomaly map.
+* Training: seconds per epoch per 100 images for the MAA presets, through anomalib's ``Engine``.
+
+Every figure is the median of several repetitions after a warm-up. The machine, the thread count
+and the load average (the machine may be shared) are recorded with the results.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import multiprocessing
+import os
+import platform
+import statistics
+import tempfile
+import time
+from collections.abc import Sequence
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from anomalib_maa.benchmark.speed_models import INFERENCE_SPECS, STAGED_VARIANT, inference_worker, median_time
+
+__all__ = ["fmd_rows", "inference_rows", "machine_info", "main", "render_speed", "training_rows"]
+
+FMD_SHAPES = {"paper (512 ch x 31x31)": (512, 31, 31), "CPU preset (64 ch x 16x16)": (64, 16, 16)}
+TRAIN_PRESETS = {
+    "MAA paper (256 px, n_features=16, batch 8)": {"size": 256, "n_features": 16, "feature_layer": 4, "batch": 8},
+    "MAA CPU preset (128 px, n_features=4, batch 32)": {"size": 128, "n_features": 4, "feature_layer": 3, "batch": 32},
+}
+
+
+def _version(package: str) -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version(package)
+    except metadata.PackageNotFoundError:
+        return "?"
+
+
+def machine_info(threads: int) -> dict[str, Any]:
+    """CPU model, cores, threads, versions and the load average."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="ignore") as handle:
+            cpu = next((line.split(":", 1)[1].strip() for line in handle if line.startswith("model name")), cpu)
+    except OSError:
+        pass
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cores = os.cpu_count() or 0
+    return {
+        "cpu": cpu,
+        "cores": cores,
+        "torch_threads": threads,
+        "torch": torch.__version__,
+        "scipy": _version("scipy"),
+        "python": platform.python_version(),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none",
+        "load_avg": " / ".join(f"{value:.1f}" for value in os.getloadavg()) if hasattr(os, "getloadavg") else "?",
+    }
+
+
+# --------------------------------------------------------------------------- FMD
+
+
+def _scipy_fmd(f_input: np.ndarray, f_reconstruction: np.ndarray) -> float:
+    """The classic FID formula with ``scipy.linalg.sqrtm`` on one image's (C, H, W) feature maps."""
+    from scipy import linalg
+
+    a = f_input.reshape(f_input.shape[0], -1).T.astype(np.float64)
+    b = f_reconstruction.reshape(f_reconstruction.shape[0], -1).T.astype(np.float64)
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    sigma_a, sigma_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    covmean = linalg.sqrtm(sigma_a @ sigma_b)
+    return float(((mu_a - mu_b) ** 2).sum() + np.trace(sigma_a + sigma_b - 2 * np.real(covmean)))
+
+
+def _blas_threads(threads: int) -> contextlib.AbstractContextManager:
+    """Limit numpy/scipy's BLAS to ``threads`` (as torch) when threadpoolctl is installed, for a fair reference."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return contextlib.nullcontext()
+    return threadpool_limits(limits=threads, user_api="blas")
+
+
+def _torch_fmd(f_input: torch.Tensor, f_reconstruction: torch.Tensor, method: str) -> float:
+    from anomalib_maa.metrics.fmd import frechet_markov_distance
+
+    return float(frechet_markov_distance(f_input, f_reconstruction, method=method))  # float() synchronises
+
+
+def fmd_rows(
+    repeats: int, shapes: dict[str, tuple[int, int, int]] = FMD_SHAPES, device: str = "cpu"
+) -> list[dict[str, Any]]:
+    """Seconds per image of each FMD path, and its relative difference from the scipy reference.
+
+    Feature maps are random ReLU-like maps (the reconstruction's correlated with the input's), batch 1.
+    The torch paths run on ``device``; scipy always on the CPU.
+    """
+    rows = []
+    generator = torch.Generator().manual_seed(0)
+    for label, (channels, height, width) in shapes.items():
+        f_input = torch.randn(1, channels, height, width, generator=generator).relu()
+        f_reconstruction = (0.8 * f_input + 0.2 * torch.randn(1, channels, height, width, generator=generator)).relu()
+        np_input, np_reconstruction = f_input[0].numpy(), f_reconstruction[0].numpy()
+        reference = _scipy_fmd(np_input, np_reconstruction)
+        on_device = f_input.to(device), f_reconstruction.to(device)
+        paths = {
+            "exact (eigh)": partial(_torch_fmd, *on_device, "eigh"),
+            "Newton-Schulz": partial(_torch_fmd, *on_device, "newton_schulz"),
+            "scipy sqrtm": partial(_scipy_fmd, np_input, np_reconstruction),
+        }
+        scipy_s = None
+        for name, function in paths.items():
+            with torch.inference_mode(), _blas_threads(torch.get_num_threads()):
+                median, times = median_time(function, repeats)
+                value = function()
+            scipy_s = median if name == "scipy sqrtm" else scipy_s
+            rows.append(
+                {
+                    "section": "fmd",
+                    "feature map": label,
+                    "method": name,
+                    "device": "cpu" if name == "scipy sqrtm" else device,
+                    "s_per_image": median,
+                    "min_s": min(times),
+                    "rel_diff_vs_scipy": abs(value - reference) / max(abs(reference), 1e-12),
+                }
+            )
+        for row in rows[-len(paths) :]:
+            row["speedup_vs_scipy"] = scipy_s / row["s_per_image"] if scipy_s else float("nan")
+    return rows
+
+
+# --------------------------------------------------------------------------- inference
+
+
+def inference_rows(
+    image_size: int,
+    batch: int,
+    repeats: int,
+    threads: int,
+    models: Sequence[str] | None = None,
+    device: str = "cpu",
+) -> list:
+    """Run :func:`~anomalib_maa.benchmark.speed_models.inference_worker` for each model in a fresh process."""
+    context = multiprocessing.get_context("spawn")
+    rows = []
+    for name in models or INFERENCE_SPECS:
+        queue = context.Queue()
+        arguments = (name, image_size, batch, repeats, threads, queue, device)
+        process = context.Process(target=inference_worker, args=arguments)
+        process.start()
+        try:
+            result = queue.get(timeout=1800)
+        except Exception as error:  # noqa: BLE001
+            result = [{"model": name, "variant": "error", "error": f"no result: {error}"}]
+        process.join()
+        for row in result:
+            rows.append({"section": "inference", "image_size": image_size, "batch": batch, "threads": threads, **row})
+    return rows
+
+
+# --------------------------------------------------------------------------- training
+
+
+def training_rows(
+    steps: int, threads: int, presets: dict[str, dict[str, Any]] = TRAIN_PRESETS, device: str = "cpu"
+) -> list[dict[str, Any]]:
+    """Seconds per epoch per 100 images: (fit with 1 + ``steps`` batches) minus (fit with 1 batch).
+
+    Subtracting the one-batch fit removes the Lightning set-up and the first step (warm-up). The
+    post-processor is off, so no scoring pass is timed.
+    """
+    import logging
+
+    from anomalib.engine import Engine
+
+    from anomalib_maa import Maa
+    from anomalib_maa.utils.sample_data import folder_datamodule, make_sample_dataset
+
+    torch.set_num_threads(threads)
+    logging.getLogger("lightning.pytorch").setLevel(logging.WARNING)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for label, preset in presets.items():
+            batch = preset["batch"]
+            root = make_sample_dataset(
+                Path(tmp) / label[:8], n_train=batch * (steps + 1), n_test_good=2, n_test_defect=2, size=preset["size"]
+            )
+            times = []
+            for batches in (1, 1 + steps):
+                datamodule = folder_datamodule(root, batch_size=batch)
+                model = Maa(
+                    image_size=preset["size"],
+                    n_features=preset["n_features"],
+                    feature_layer=preset["feature_layer"],
+                    max_epochs=1,
+                    post_processor=False,
+                    evaluator=False,
+                    visualizer=False,
+                )
+                engine = Engine(
+                    default_root_dir=Path(tmp) / "runs",
+                    accelerator="gpu" if device.startswith("cuda") else "cpu",
+                    devices=1,
+                    logger=False,
+                    limit_train_batches=batches,
+                    limit_val_batches=0,
+                    enable_progress_bar=False,
+                    enable_model_summary=False,
+                )
+                start = time.perf_counter()
+                engine.fit(model, datamodule=datamodule)
+                times.append(time.perf_counter() - start)
+            per_image = (times[1] - times[0]) / (steps * batch)
+            rows.append(
+                {
+                    "section": "training",
+                    "preset": label,
+                    "device": device,
+                    "s_per_epoch_per_100_images": 100 * per_image,
+                    "steps": steps,
+                }
+            )
+    return rows
+
+
+# --------------------------------------------------------------------------- report
+
+
+def _fmt(value: Any, digits: int = 3) -> str:
+    if isinstance(value, float):
+        return f"{value:.{digits}g}" if abs(value) < 1e-2 or abs(value) >= 1e4 else f"{value:.{digits}f}"
+    return str(value)
+
+
+def _table(header: list[str], lines: list[list[Any]]) -> list[str]:
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return out + ["| " + " | ".join(_fmt(cell) for cell in line) + " |" for line in lines]
+
+
+def render_speed(rows: list[dict[str, Any]], info: dict[str, Any], title: str = "Speed and memory") -> str:
+    """Markdown report: machine, FMD, inference, MAA stage shares and training tables, then the targets."""
+    lines = [f"# {title}", "", "Machine: " + ", ".join(f"{key} {value}" for key, value in info.items()), ""]
+    fmd = [row for row in rows if row["section"] == "fmd"]
+    if fmd:
+        lines += ["## FMD per image (batch 1, float64)", ""]
+        lines += _table(
+            ["Feature map", "Method", "Device", "ms / image", "Speed-up vs scipy", "Rel. diff. vs scipy"],
+            [
+                [
+                    r["feature map"],
+                    r["method"],
+                    r["device"],
+                    1000 * r["s_per_image"],
+                    r["speedup_vs_scipy"],
+                    r["rel_diff_vs_scipy"],
+                ]
+                for r in fmd
+            ],
+        )
+    inference = [row for row in rows if row["section"] == "inference"]
+    if inference:
+        size, batch = inference[0]["image_size"], inference[0]["batch"]
+        lines += ["", f"## Inference at {size}x{size}, batch {batch} (random weights)", ""]
+        lines += _table(
+            ["Model", "Variant", "Device", "Images / s", "s / batch", "Peak RSS MB", "Model + act. MB", "Peak CUDA MB"],
+            [
+                [
+                    r["model"],
+                    r["variant"],
+                    r["device"],
+                    r["images_per_s"],
+                    r["batch_s"],
+                    round(r["peak_rss_mb"]),
+                    round(r["model_rss_mb"]),
+                    "–" if r["peak_cuda_mb"] != r["peak_cuda_mb"] else round(r["peak_cuda_mb"]),
+                ]
+                if r["variant"] != "error"
+                else [r["model"], "error", "", r["error"], "", "", "", ""]
+                for r in inference
+            ],
+        )
+        staged = [r for r in inference if "stages" in r]
+        if staged:
+            lines += ["", f"### Where MAA's inference time goes ({STAGED_VARIANT})", ""]
+            table = []
+            for r in staged:
+                stages = r["stages"]
+                total = stages["total"]
+                table += [[r["model"], s, 1000 * t, 100 * t / total] for s, t in stages.items() if s != "total"]
+                table.append([r["model"], "total (model forward)", 1000 * total, 100.0])
+            lines += _table(["Model", "Stage", "ms / batch", "% of total"], table)
+    training = [row for row in rows if row["section"] == "training"]
+    if training:
+        lines += ["", "## Training (anomalib Engine)", ""]
+        lines += _table(
+            ["Preset", "Device", "s / epoch / 100 images"],
+            [[r["preset"], r["device"], r["s_per_epoch_per_100_images"]] for r in training],
+        )
+    lines += ["", "## Targets", ""] + [f"- {text}" for text in _targets(rows)]
+    return "\n".join(lines) + "\n"
+
+
+def _targets(rows: list[dict[str, Any]]) -> list[str]:
+    """Each target of issue 5, met or missed, with the measured figures."""
+    out = []
+    fmd = {(r["feature map"], r["method"]): r for r in rows if r["section"] == "fmd"}
+    for (shape, method), row in fmd.items():
+        if method == "exact (eigh)":
+            speedup = row["speedup_vs_scipy"]
+            verdict = "met" if speedup >= 10 else "MISSED"
+            out.append(f"Exact FMD >= 10x faster than scipy sqrtm ({shape}): {speedup:.1f}x -> {verdict}")
+    best: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        if row["section"] == "inference" and row["variant"] != "error":
+            if row["model"] not in best or row["images_per_s"] > best[row["model"]]["images_per_s"]:
+                best[row["model"]] = row
+    paper, patchcore = best.get("MAA paper (n_features=16)"), best.get("PatchCore-WRN50")
+    if paper and "stages" in paper:
+        share = paper["stages"]["fmd"] / paper["stages"]["total"]
+        out.append(
+            f"FMD <= 10% of full-size MAA inference: {100 * share:.1f}% -> {'met' if share <= 0.10 else 'MISSED'}"
+        )
+    if paper and patchcore:
+        ratio = paper["images_per_s"] / patchcore["images_per_s"]
+        verdict = "met" if ratio >= 1 else "MISSED"
+        out.append(
+            f"Full-size MAA throughput >= PatchCore-WRN50: {paper['images_per_s']:.2f} vs "
+            f"{patchcore['images_per_s']:.2f} images/s ({ratio:.2f}x, best variant {paper['variant']}) -> {verdict}"
+        )
+    for name, row in best.items():
+        verdict = "met" if row["peak_rss_mb"] <= 2048 else "MISSED"
+        text = f"Peak memory <= 2 GB, {name}: {row['peak_rss_mb']:.0f} MB process RSS"
+        if row.get("peak_cuda_mb") == row.get("peak_cuda_mb"):  # not NaN: on CUDA
+            verdict = "met" if row["peak_cuda_mb"] <= 2048 else "MISSED"
+            text += f", {row['peak_cuda_mb']:.0f} MB CUDA"
+        out.append(f"{text} -> {verdict}")
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Command line: ``python benchmarks/speed.py --output DIR [--repeats N] [--threads T] [--quick]``."""
+    parser = argparse.ArgumentParser(prog="speed", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--output", required=True, type=Path)
+    parser.add_argument("--repeats", type=int, default=5, help="Timed repetitions after one warm-up (default 5)")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch threads")
+    parser.add_argument("--train-steps", type=int, default=3, help="Timed training batches per preset")
+    parser.add_argument("--skip", nargs="*", default=[], choices=["fmd", "inference", "training"])
+    parser.add_argument("--quick", action="store_true", help="Small sizes, 1 repetition (tests, CI)")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (scipy's reference always runs on the CPU)")
+    parser.add_argument("--title", default="Speed and memory")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    info = machine_info(args.threads)
+    rows: list[dict[str, Any]] = []
+    started = time.perf_counter()
+    if "fmd" not in args.skip:
+        shapes = {"tiny (16 ch x 8x8)": (16, 8, 8)} if args.quick else FMD_SHAPES
+        rows += fmd_rows(1 if args.quick else args.repeats, shapes, args.device)
+    if "inference" not in args.skip:
+        models = ["MAA CPU preset (n_features=4)"] if args.quick else None
+        size, repeats = (64, 1) if args.quick else (256, args.repeats)
+        rows += inference_rows(size, 4, repeats, args.threads, models, args.device)
+    if "training" not in args.skip:
+        presets = (
+            {"MAA tiny (32 px)": {"size": 32, "n_features": 2, "feature_layer": 3, "batch": 4}}
+            if args.quick
+            else TRAIN_PRESETS
+        )
+        rows += training_rows(1 if args.quick else args.train_steps, args.threads, presets, args.device)
+    info["load_avg_end"] = machine_info(args.threads)["load_avg"]
+    info["total_s"] = f"{time.perf_counter() - started:.0f}"
+    args.output.mkdir(parents=True, exist_ok=True)
+    flat = [
+        {**{k: v for k, v in row.items() if k not in {"stages", "batch_s_all"}}, **_stage_columns(row)} for row in rows
+    ]
+    frame = pd.DataFrame(flat).assign(**{f"machine_{k}": str(v) for k, v in info.items()})
+    frame.to_csv(args.output / "speed.csv", index=False)  # first: the figures survive a report bug
+    (args.output / "speed.md").write_text(render_speed(rows, info, args.title), encoding="utf-8")
+    print((args.output / "speed.md").read_text(encoding="utf-8"))  # noqa: T201
+    return 0
+
+
+def _stage_columns(row: dict[str, Any]) -> dict[str, Any]:
+    stages = row.get("stages") or {}
+    columns = {f"stage_{name}_s": value for name, value in stages.items()}
+    if "batch_s_all" in row:
+        columns["batch_s_spread"] = statistics.pstdev(row["batch_s_all"]) if len(row["batch_s_all"]) > 1 else 0.0
+    return columns

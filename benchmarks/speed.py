@@ -1,0 +1,8 @@
+"""Speed and memory benchmark: ``python benchmarks/speed.py --output <dir>`` (see docs/benchmarks.md)."""
+
+import sys
+
+from anomalib_maa.benchmark.speed import main
+
+if __name__ == "__main__":
+    sys.exit(main())

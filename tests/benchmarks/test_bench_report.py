@@ -1,0 +1,160 @@
+"""Leaderboard markdown, metrics and configuration parsing (no training)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from anomalib_maa.benchmark import ConfigError, parse_config, parse_leaderboard, render_leaderboard
+from anomalib_maa.benchmark.metrics import auroc, label_metrics, roc_points
+from anomalib_maa.benchmark.report import parse_mean_sd
+
+
+def _row(model, dataset, seed, value, status="ok", score="model", preset=""):
+    return {
+        "job_id": f"{model}__{dataset}__seed{seed}",
+        "model": model,
+        "preset": preset,
+        "score": score,
+        "dataset": dataset,
+        "seed": seed,
+        "weights": "w",
+        "status": status,
+        "image_auroc": value,
+        "error": "boom" if status != "ok" else "",
+    }
+
+
+def test_ranking_by_mean_auroc_with_sd():
+    rows = [
+        _row("A", "d1", 0, 0.70),
+        _row("A", "d1", 1, 0.80),
+        _row("B", "d1", 0, 0.90),
+        _row("B", "d1", 1, 0.86),
+        _row("C", "d1", 0, 0.95),
+        _row("C", "d1", 1, float("nan"), status="failed"),
+        _row("A", "d2", 0, 0.99),
+        _row("B", "d2", 0, 0.50),
+        _row("Maa", "d1", 0, 0.60, score="pixel_l1"),  # Table III row: not ranked
+    ]
+    tables = parse_leaderboard(render_leaderboard(rows))
+    assert [entry["Model"] for entry in tables["d1"]] == ["C", "B", "A"]
+    assert [entry["Model"] for entry in tables["d2"]] == ["A", "B"]
+    mean, sd = parse_mean_sd(tables["d1"][1]["Image AUROC"])
+    assert mean == pytest.approx(0.88, abs=1e-3) and sd == pytest.approx(np.std([0.9, 0.86], ddof=1), abs=1e-3)
+    assert tables["d1"][0]["Seeds"] == "1/2"
+    mean, sd = parse_mean_sd(tables["d2"][0]["Image AUROC"])
+    assert mean == pytest.approx(0.99) and math.isnan(sd)
+
+
+def test_auroc_matches_pairwise_definition_with_ties():
+    rng = np.random.default_rng(0)
+    scores = rng.integers(0, 5, 60).astype(float) * 1000  # large raw scores, many ties
+    labels = rng.integers(0, 2, 60)
+    pos, neg = scores[labels == 1], scores[labels == 0]
+    pairwise = ((pos[:, None] > neg[None]).sum() + 0.5 * (pos[:, None] == neg[None]).sum()) / (len(pos) * len(neg))
+    assert auroc(scores, labels) == pytest.approx(pairwise)
+    fpr, tpr = roc_points(scores, labels)
+    assert np.trapezoid(tpr, fpr) == pytest.approx(pairwise)
+    assert math.isnan(auroc(scores, np.zeros(60)))
+
+
+def test_label_metrics():
+    metrics = label_metrics(torch.tensor([1, 1, 0, 0]), torch.tensor([1, 0, 1, 0]))
+    assert metrics == {"image_accuracy": 0.5, "image_f1": 0.5, "image_recall": 0.5, "image_precision": 0.5}
+    assert math.isnan(label_metrics(None, torch.tensor([1, 0]))["image_f1"])
+
+
+def test_config_validation_and_seed_substitution():
+    config = parse_config(
+        {
+            "models": [{"model": "maa", "init_args": {"ab_seed": "${seed}"}}],
+            "datamodules": [{"kind": "sample"}],
+            "seeds": [3, 4],
+            "_anchors": {"ignored": True},
+        }
+    )
+    assert [job.job_id for job in config.jobs()] == ["maa__sample__seed3", "maa__sample__seed4"]
+    with pytest.raises(ConfigError, match="Duplicate model"):
+        parse_config({"models": ["padim", "padim"], "datamodules": [{"kind": "sample"}]})
+    with pytest.raises(ConfigError, match="unknown keys"):
+        parse_config({"models": [{"model": "padim", "weigths": "lite0"}], "datamodules": [{"kind": "sample"}]})
+    with pytest.raises(ConfigError, match="weights"):
+        parse_config({"models": [{"model": "padim", "weights": "imagenet21k"}], "datamodules": [{"kind": "sample"}]})
+
+
+def test_fold_batchnorm_keeps_maa_outputs():
+    from anomalib_maa import MaaModel
+    from anomalib_maa.benchmark.speed_models import fold_batchnorm
+
+    torch.manual_seed(0)
+    model = MaaModel((32, 32), n_features=2, feature_layer=3).eval()
+    for module in model.modules():  # non-trivial statistics
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+    images = torch.rand(2, 3, 32, 32) * 2 - 1
+    with torch.inference_mode():
+        before = model(images)
+        after = fold_batchnorm(model)(images)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    assert torch.allclose(before.anomaly_map, after.anomaly_map, rtol=1e-3, atol=1e-6)
+    assert torch.allclose(before.pred_score, after.pred_score, rtol=1e-3, atol=1e-6)
+
+
+def test_speed_report_states_targets():
+    from anomalib_maa.benchmark.speed import render_speed
+
+    fmd = {"section": "fmd", "feature map": "paper", "device": "cpu", "min_s": 0.0, "rel_diff_vs_scipy": 0.0}
+    rows = [
+        {**fmd, "method": "exact (eigh)", "s_per_image": 0.02, "speedup_vs_scipy": 20.0},
+        {**fmd, "method": "scipy sqrtm", "s_per_image": 0.4, "speedup_vs_scipy": 1.0},
+    ]
+    common = {"section": "inference", "image_size": 256, "batch": 4, "device": "cpu", "peak_cuda_mb": float("nan")}
+    stages = {"generator": 0.5, "discriminator": 0.3, "fmd": 0.15, "anomaly_map": 0.01, "total": 1.0}
+    rows += [
+        {
+            **common,
+            "model": "MAA paper (n_features=16)",
+            "variant": "inference_mode+bn_folded",
+            "images_per_s": 4.0,
+            "batch_s": 1.0,
+            "peak_rss_mb": 900.0,
+            "model_rss_mb": 300.0,
+            "stages": stages,
+        },
+        {
+            **common,
+            "model": "PatchCore-WRN50",
+            "variant": "inference_mode",
+            "images_per_s": 5.0,
+            "batch_s": 0.8,
+            "peak_rss_mb": 2500.0,
+            "model_rss_mb": 1800.0,
+        },
+    ]
+    rows.append({"section": "training", "preset": "MAA tiny", "device": "cpu", "s_per_epoch_per_100_images": 12.5})
+    text = render_speed(rows, {"cpu": "test"})
+    assert "| MAA tiny | cpu | 12.500 |" in text
+    assert "20.0x -> met" in text
+    assert "15.0% -> MISSED" in text
+    assert "4.00 vs 5.00 images/s (0.80x" in text and "-> MISSED" in text
+    assert "PatchCore-WRN50: 2500 MB process RSS -> MISSED" in text
+
+
+def test_dataset_cache_serves_items_once(tmp_path):
+    from anomalib_maa.benchmark.cache import _cached_class, cache_size, clear_cache
+    from anomalib_maa.utils.sample_data import folder_datamodule, make_sample_dataset
+
+    root = make_sample_dataset(tmp_path, n_train=2, n_test_good=1, n_test_defect=1, size=16)
+    datamodule = folder_datamodule(root)
+    datamodule.setup()
+    dataset = datamodule.train_data
+    dataset.__class__ = _cached_class(type(dataset))
+    clear_cache()
+    first = dataset[0]
+    assert dataset[0] is first and cache_size() == 1
+    clear_cache()

@@ -1,0 +1,90 @@
+"""The leaderboard runner on a reduced smoke configuration."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pandas as pd
+
+from anomalib_maa.benchmark import parse_leaderboard, run_leaderboard
+from anomalib_maa.benchmark.report import COLUMNS
+from anomalib_maa.benchmark.runner import run_job
+
+
+def test_all_rows_present(smoke_run):
+    config, output, rows = smoke_run
+    assert len(config.jobs()) == 3
+    keys = {(row["job_id"], row["score"]) for row in rows}
+    assert keys == {
+        ("Maa-tiny__tiny__seed0", "model"),
+        ("Maa-tiny__tiny__seed0", "pixel_l1"),
+        ("Maa-tiny__tiny__seed0", "markov_l1"),
+        ("Maa-tiny__tiny__seed0", "fmd"),
+        ("Padim-random-r18__tiny__seed0", "model"),
+        ("Broken__tiny__seed0", "model"),
+    }
+    saved = json.loads((output / "results.json").read_text())
+    csv = pd.read_csv(output / "results.csv")
+    assert len(saved) == len(csv) == 6
+    assert list(csv.columns) == COLUMNS
+    for row in rows:
+        if row["status"] == "ok":
+            assert 0.0 <= row["image_auroc"] <= 1.0
+            assert row["n_test"] == 8 and row["n_train"] == 8
+            assert row["fit_s"] > 0 and row["test_images_per_s"] > 0 and row["peak_rss_mb"] > 0
+    padim = next(row for row in rows if row["model"] == "Padim")
+    assert padim["weights"].startswith("random resnet18")
+    assert (output / "roc_tiny.png").is_file()
+    assert (output / "scores" / "Maa-tiny__tiny__seed0__fmd.csv").is_file()
+
+
+def test_table3_rows_share_one_model(smoke_run):
+    _, _, rows = smoke_run
+    maa = {row["score"]: row for row in rows if row["model"] == "Maa"}
+    assert {row["fit_s"] for row in maa.values()} == {maa["model"]["fit_s"]}  # one training
+    # The fmd variant recomputes MAA's own score on the same model: same ranking.
+    assert abs(maa["fmd"]["image_auroc"] - maa["model"]["image_auroc"]) < 1e-9
+
+
+def test_failing_job_recorded_without_losing_others(smoke_run):
+    _, output, rows = smoke_run
+    broken = next(row for row in rows if row["model"] == "Broken")
+    assert broken["status"] == "failed"
+    assert "not_an_argument" in broken["error"]
+    assert (output / "logs" / "Broken__tiny__seed0.log").is_file()
+    assert sum(row["status"] == "ok" for row in rows) == 5
+    markdown = (output / "leaderboard.md").read_text()
+    assert "Failed jobs" in markdown and "Broken__tiny__seed0" in markdown
+
+
+def test_rerun_skips_finished_jobs(smoke_run, tmp_path):
+    config, original, _ = smoke_run
+    output = tmp_path / "copy"
+    shutil.copytree(original, output)
+    ran = []
+
+    def spy(job, out, trainer):
+        ran.append(job.job_id)
+        return run_job(job, out, trainer)
+
+    rows = run_leaderboard(config, output, progress=False, job_runner=spy)
+    assert ran == ["Broken__tiny__seed0"]  # finished jobs skipped; the failed one is retried
+    assert len(rows) == 6
+
+    ran.clear()
+    rows = run_leaderboard(
+        config, output, force=True, progress=False, job_runner=lambda job, out, tr: ran.append(job.job_id) or []
+    )
+    assert len(ran) == 3  # --force runs everything again
+
+
+def test_markdown_parses_and_ranks(smoke_run):
+    _, output, rows = smoke_run
+    tables = parse_leaderboard((output / "leaderboard.md").read_text())
+    assert list(tables) == ["tiny"]
+    ranked = tables["tiny"]
+    assert [entry["Rank"] for entry in ranked] == ["1", "2"]
+    by_model = {row["model"]: row["image_auroc"] for row in rows if row["score"] == "model" and row["status"] == "ok"}
+    expected = sorted(by_model, key=lambda model: -by_model[model])
+    assert [entry["Model"] for entry in ranked] == expected
