@@ -7,9 +7,10 @@ This is the ``anomalib-maa predict`` command and its Python equivalent::
     table = predict_folder("model.ckpt", "images/", output="results/predict")
 
 The model is a Lightning checkpoint (``.ckpt``), an anomalib torch export (``.pt``), or an ONNX
-(``.onnx``) or OpenVINO (``.xml``) export, run with OpenVINO. Every image is read as RGB (grayscale
-files are replicated to three channels, as anomalib's datasets do), resized to the model's input
-size with antialiasing (as the Lightning pre-processor does) and scored in batches. The outputs:
+(``.onnx``) or OpenVINO (``.xml``) export, run with OpenVINO. Every image is read as the plugin's
+datamodules read it (:func:`anomalib_maa.io.read_image`: RGB, grayscale replicated to three
+channels, 16-bit images scaled rather than clipped), resized to the model's input size with
+antialiasing (as the Lightning pre-processor does) and scored in batches. The outputs:
 
 * ``predictions.csv``: ``image_path, score, normalized_score, label, threshold, error``: the raw
   FMD score, the normalised score (0.5 at the threshold), the label (1 = defective), the raw
@@ -20,8 +21,8 @@ size with antialiasing (as the Lightning pre-processor does) and scored in batch
 
 Errors: a corrupt or unreadable image is logged and gets an error row, the rest is predicted;
 non-image files are skipped; a missing model file, a checkpoint of another model, or an image
-with a channel count other than 1 or 3 (e.g. RGBA) raise an error naming the file, before
-anything is written; existing outputs are kept unless ``overwrite=True``.
+with a channel count other than 1 or 3 (e.g. RGBA, unless ``drop_alpha=True``) raise an error
+naming the file, before anything is written; existing outputs are kept unless ``overwrite=True``.
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ CSV_COLUMNS = ("image_path", "score", "normalized_score", "label", "threshold", 
 _CSV_NAME = "predictions.csv"
 _OVERLAY_DIR = "overlays"
 _ACCEPTED_BANDS = (1, 3)
+_ALPHA_MODES = ("LA", "La", "PA", "RGBA", "RGBa")
 
 
 class PredictionError(ValueError):
@@ -390,11 +392,13 @@ def _channel_count(path: Path) -> tuple[int, str] | None:
         return None
 
 
-def check_channels(images: Iterable[Path]) -> None:
+def check_channels(images: Iterable[Path], drop_alpha: bool = False) -> None:
     """Refuse images whose channel count is neither 1 (grayscale) nor 3 (RGB).
 
     Args:
         images: Image files.
+        drop_alpha: Accept grayscale or RGB images with an alpha channel (the alpha is dropped when
+            the image is read, as anomalib and the plugin's datamodules do).
 
     Raises:
         PredictionError: Naming every such image, its channel count and mode.
@@ -402,36 +406,44 @@ def check_channels(images: Iterable[Path]) -> None:
     wrong = []
     for path in images:
         found = _channel_count(path)
-        if found is not None and found[0] not in _ACCEPTED_BANDS:
-            wrong.append(f"{path} ({found[0]} channels, {found[1]})")
+        if found is None or found[0] in _ACCEPTED_BANDS or (drop_alpha and found[1] in _ALPHA_MODES):
+            continue
+        wrong.append(f"{path} ({found[0]} channels, {found[1]})")
     if wrong:
         shown = "; ".join(wrong[:5]) + (f"; and {len(wrong) - 5} more" if len(wrong) > 5 else "")  # noqa: PLR2004
         msg = (
             f"Wrong channel count: MAA takes 1-channel (grayscale) or 3-channel (RGB) images, got {shown}. "
-            "Convert them first, e.g. drop the alpha channel."
+            "Convert them first, or pass drop_alpha=True (--drop_alpha) for images with an alpha channel."
         )
         raise PredictionError(msg)
 
 
-def read_rgb(path: Path) -> np.ndarray:
-    """Decode an image fully as ``uint8`` RGB ``(H, W, 3)`` (grayscale replicated).
+def read_rgb(path: Path) -> torch.Tensor:
+    """Decode an image as the plugin's datamodules do: ``(3, H, W)`` float32 in [0, 1].
+
+    :func:`anomalib_maa.io.read_image`: grayscale replicated to three channels, alpha dropped,
+    16-bit and float images scaled rather than clipped.
 
     Raises:
-        OSError: If the file is corrupt, truncated or unreadable.
+        OSError: If the file is corrupt, truncated, unreadable, or its values cannot be scaled.
     """
+    from anomalib_maa.data.checks import DatasetError
+    from anomalib_maa.io import read_image
+
     try:
-        with Image.open(path) as image:
-            image.load()
-            return np.asarray(image.convert("RGB"))
-    except (UnidentifiedImageError, ValueError, SyntaxError) as error:
+        return read_image(path).as_subclass(torch.Tensor)
+    except DatasetError as error:
         raise OSError(str(error)) from error
 
 
-def _to_model_input(rgb: np.ndarray, size: tuple[int, int] | None) -> torch.Tensor:
-    tensor = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float().div_(255.0)
-    if size is not None and tuple(tensor.shape[-2:]) != tuple(size):
-        tensor = TF.resize(tensor, list(size), antialias=True)
-    return tensor
+def _to_model_input(image: torch.Tensor, size: tuple[int, int] | None) -> torch.Tensor:
+    if size is not None and tuple(image.shape[-2:]) != tuple(size):
+        image = TF.resize(image, list(size), antialias=True)
+    return image
+
+
+def _to_uint8(image: torch.Tensor) -> np.ndarray:
+    return (image.permute(1, 2, 0).clamp(0, 1) * 255).round().to(torch.uint8).numpy()
 
 
 # ---------------------------------------------------------------------------------------- outputs
@@ -482,6 +494,7 @@ def predict_folder(
     device: str = "cpu",
     overlays: bool = True,
     progress: bool = True,
+    drop_alpha: bool = False,
 ) -> list[dict[str, Any]]:
     """Score an image or a folder of images; write ``predictions.csv`` and overlay PNGs.
 
@@ -494,6 +507,9 @@ def predict_folder(
         device: ``"cpu"``, ``"cuda"``, ``"auto"`` (or an OpenVINO device for exported models).
         overlays: Write the overlay PNGs.
         progress: Show a progress bar.
+        drop_alpha: Accept images with an alpha channel (RGBA, gray + alpha) and drop the alpha;
+            by default they are refused, since a deployed line's images should match the
+            training images' format.
 
     Returns:
         The CSV rows as dicts (see :data:`CSV_COLUMNS`), in file order.
@@ -501,14 +517,15 @@ def predict_folder(
     Raises:
         FileNotFoundError: If the model file or the data path does not exist.
         FileExistsError: If an output file exists and ``overwrite`` is false.
-        PredictionError: For a model file that is not a MAA model, or images with 2 or 4 channels.
+        PredictionError: For a model file that is not a MAA model, or images with 2 or 4 channels
+            (with ``drop_alpha``: other than gray + alpha and RGBA).
     """
     if batch_size < 1:
         msg = f"batch_size must be at least 1, got {batch_size}"
         raise ValueError(msg)
     predictor = load_predictor(model_path, device)
     root, images = list_images(data_path)
-    check_channels(images)
+    check_channels(images, drop_alpha)
     output = Path(output)
     csv_path = output / _CSV_NAME
     targets = [csv_path] + ([_overlay_path(output, root, image) for image in images] if overlays else [])
@@ -526,7 +543,7 @@ def predict_folder(
         writer.writeheader()
         for start in range(0, len(images), batch_size):
             chunk = images[start : start + batch_size]
-            decoded: list[tuple[Path, np.ndarray]] = []
+            decoded: list[tuple[Path, torch.Tensor]] = []
             batch_rows: dict[Path, dict[str, Any]] = {}
             for path in chunk:
                 try:
@@ -551,7 +568,7 @@ def predict_folder(
 
 def _predict_chunk(
     predictor: Predictor,
-    decoded: list[tuple[Path, np.ndarray]],
+    decoded: list[tuple[Path, torch.Tensor]],
     rows: dict[Path, dict[str, Any]],
     output: Path,
     root: Path,
@@ -576,6 +593,6 @@ def _predict_chunk(
             if overlays:
                 target = _overlay_path(output, root, path)
                 target.parent.mkdir(parents=True, exist_ok=True)
-                picture = _overlay(rgb, result.anomaly_map[index], result.mask[index], predictor.normalized)
+                picture = _overlay(_to_uint8(rgb), result.anomaly_map[index], result.mask[index], predictor.normalized)
                 if not cv2.imwrite(str(target), picture):
                     logger.error("Could not write %s", target)

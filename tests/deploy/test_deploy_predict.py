@@ -125,6 +125,8 @@ def test_wrong_channel_count_is_refused(tiny_run, messy_folder, tmp_path):
     with pytest.raises(PredictionError, match=r"with_alpha\.png \(4 channels, RGBA\)"):
         predict_folder(tiny_run.ckpt, messy_folder, output=tmp_path / "out")
     assert not (tmp_path / "out").exists()  # nothing written before the check
+    rows = predict_folder(tiny_run.ckpt, messy_folder, output=tmp_path / "out", drop_alpha=True, overlays=False)
+    assert any(row["image_path"].endswith("with_alpha.png") and row["label"] in {0, 1} for row in rows)
 
 
 def test_anomalib_predict_form_is_left_to_anomalib():
