@@ -49,8 +49,9 @@ def local_fmd(f_in: torch.Tensor, f_rec: torch.Tensor, window: int) -> torch.Ten
 class ScoreProbe(Callback):
     """Score the test set with several rules every few epochs (the model in eval mode)."""
 
-    def __init__(self, datamodule: Ksdd, output: Path, every: int, window: int) -> None:
+    def __init__(self, datamodule: Ksdd, output: Path, every: int, window: int, save: bool = False) -> None:
         self.datamodule, self.output, self.every, self.window = datamodule, output, every, window
+        self.save = save
         self.cache: tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None = None
 
     def _test_set(self, pl_module: Maa) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -72,6 +73,9 @@ class ScoreProbe(Callback):
         scores: dict[str, list[torch.Tensor]] = {}
         maps = []
         for chunk in images.split(8):
+            n_images = len(chunk)
+            if model.tiler is not None:  # tiled model: every score is the worst tile's, the map is re-assembled
+                chunk = model.tiler.tile(chunk)
             recon = model.generator(chunk)
             fx, fr = chunk, recon
             for layer_index, layer in enumerate(model.discriminator.features, start=1):
@@ -83,9 +87,11 @@ class ScoreProbe(Callback):
                     scores.setdefault("patch_max", []).append(diff.mean(dim=1).flatten(1).amax(dim=1))
                     scores.setdefault("local_fmd", []).append(local_fmd(fx, fr, self.window))
             amap = model.anomaly_map_generator(chunk, recon)
-            maps.append(amap)
             scores.setdefault("l1", []).append((chunk - recon).abs().mean(dim=(1, 2, 3)))
             scores.setdefault("map_max", []).append(amap.flatten(1).amax(dim=1))
+            maps.append(model.tiler.untile(amap) if model.tiler is not None else amap)
+            for values in scores.values():
+                values[-1] = values[-1].reshape(n_images, -1).amax(dim=1)
         model.train(was_training)
         result = {"epoch": trainer.current_epoch + 1}
         for name, values in scores.items():
@@ -106,6 +112,8 @@ class ScoreProbe(Callback):
         print(json.dumps(result), flush=True)  # noqa: T201
         with (self.output / "probe.jsonl").open("a") as handle:
             handle.write(json.dumps(result) + "\n")
+        if self.save:
+            torch.save(pl_module.model.state_dict(), self.output / f"model_epoch{epoch:03d}.pt")
 
 
 def main() -> None:
@@ -118,16 +126,20 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--window", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
+    parser.add_argument("--save", action="store_true", help="save the model's state dict at every probe")
     parser.add_argument("--model", type=json.loads, default={}, help="extra Maa arguments as JSON")
     args = parser.parse_args()
     args.output.mkdir(parents=True, exist_ok=True)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     seed_everything(args.seed, workers=True)
     datamodule = Ksdd(root=args.root, seed=args.seed, train_batch_size=args.batch_size, eval_batch_size=16)
     model_args = {"image_size": tuple(args.image_size), "in_channels": 1, "n_features": 4, "lr": 1e-3,
                   "feature_layer": 3, "max_epochs": args.epochs, **args.model}  # fmt: skip
     (args.output / "config.json").write_text(json.dumps({**vars(args), "output": str(args.output), **model_args}))
     model = Maa(**model_args, visualizer=False)
-    probe = ScoreProbe(datamodule, args.output, args.probe_every, args.window)
+    probe = ScoreProbe(datamodule, args.output, args.probe_every, args.window, args.save)
     engine = Engine(
         accelerator="cpu", default_root_dir=args.output, callbacks=[probe], enable_progress_bar=False, logger=False
     )

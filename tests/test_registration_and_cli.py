@@ -60,7 +60,7 @@ def test_stock_cli_with_class_path(tiny_root, tmp_path):
 def test_anomalib_maa_cli_with_short_name_in_yaml(tiny_root, tmp_path, spelling):
     config = yaml.safe_load((REPO / "configs" / "maa_cpu.yaml").read_text())
     config["model"]["class_path"] = spelling
-    config["model"]["init_args"].update({"image_size": [32, 32], "max_epochs": 1})
+    config["model"]["init_args"].update({"image_size": [64, 32], "tile_size": [32, 32], "max_epochs": 1})
     config_path = tmp_path / "maa.yaml"
     config_path.write_text(yaml.safe_dump(config))
     command = [sys.executable, "-m", "anomalib_maa.cli", "train", "--config", str(config_path)]

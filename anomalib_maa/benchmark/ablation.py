@@ -2,7 +2,9 @@
 
 * ``pixel_l1``: mean absolute pixel residual ``|x - G(x)|``;
 * ``markov_l1``: mean absolute difference of the Markov feature matrices ``|f(x) - f(G(x))|``;
-* ``fmd``: the Fréchet Markov Distance (MAA's own score).
+* ``fmd``: the Fréchet Markov Distance (MAA's own score);
+* ``local_fmd``: the largest FMD over windows of ``score_window x score_window`` Markov patches;
+* ``map_max``: the maximum of the localisation map.
 
 Each variant is thresholded like MAA's post-processor, with the Pauta rule ``μ + γσ`` of the
 variant's scores on the defect-free training images (γ from the model's post-processor when it
@@ -17,7 +19,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from anomalib_maa.metrics.fmd import frechet_markov_distance
+from anomalib_maa.metrics.fmd import local_maximum
 
 __all__ = ["DEFAULT_GAMMA", "maa_score_variants", "pauta_threshold", "variant_scores"]
 
@@ -35,7 +37,7 @@ def variant_scores(model: Any, dataset: Any, variants: tuple[str, ...], batch_si
     Args:
         model: A trained :class:`anomalib_maa.Maa` (its ``pre_processor`` transform is applied).
         dataset: An anomalib dataset.
-        variants: Names among ``pixel_l1``, ``markov_l1``, ``fmd``.
+        variants: Names among ``pixel_l1``, ``markov_l1``, ``fmd``, ``local_fmd``, ``map_max``.
         batch_size: Images per forward pass.
 
     Returns:
@@ -52,11 +54,12 @@ def variant_scores(model: Any, dataset: Any, variants: tuple[str, ...], batch_si
         image = batch.image.to(device)
         if transform is not None:
             image = transform(image)
+        image = torch_model.match_channels(image)
         reconstruction = generator(image)
         f_input = discriminator.markov_features(image)
         f_reconstruction = discriminator.markov_features(reconstruction)
         for variant in variants:
-            value = _score(variant, image, reconstruction, f_input, f_reconstruction, torch_model.fmd_method)
+            value = _score(variant, torch_model, image, reconstruction, f_input, f_reconstruction)
             scores[variant].append(value.float().cpu())
         labels.append(batch.gt_label.long().cpu())
         paths.extend(str(path) for path in batch.image_path)
@@ -70,11 +73,11 @@ def variant_scores(model: Any, dataset: Any, variants: tuple[str, ...], batch_si
 
 def _score(
     variant: str,
+    torch_model: Any,
     image: torch.Tensor,
     reconstruction: torch.Tensor,
     f_input: torch.Tensor,
     f_reconstruction: torch.Tensor,
-    fmd_method: str,
 ) -> torch.Tensor:
     """One variant's score per image, shape ``(B,)``."""
     if variant == "pixel_l1":
@@ -82,7 +85,11 @@ def _score(
     if variant == "markov_l1":
         return (f_input - f_reconstruction).abs().flatten(1).mean(1)
     if variant == "fmd":
-        return frechet_markov_distance(f_input, f_reconstruction, method=fmd_method)
+        return torch_model.fmd(f_input, f_reconstruction)
+    if variant == "local_fmd":
+        return local_maximum(torch_model.fmd, f_input, f_reconstruction, torch_model.score_window)
+    if variant == "map_max":
+        return torch_model.anomaly_map_generator(image, reconstruction).flatten(1).amax(1)
     msg = f"Unknown score variant {variant!r}"
     raise ValueError(msg)
 

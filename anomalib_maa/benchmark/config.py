@@ -43,7 +43,7 @@ import yaml
 __all__ = ["BenchmarkConfig", "ConfigError", "DataSpec", "Job", "ModelSpec", "load_config", "substitute_seed"]
 
 WEIGHT_OPTIONS = ("lite0", "imagenet", "random")
-SCORE_VARIANTS = ("pixel_l1", "markov_l1", "fmd")
+SCORE_VARIANTS = ("pixel_l1", "markov_l1", "fmd", "local_fmd", "map_max")
 _SEED = "${seed}"
 
 

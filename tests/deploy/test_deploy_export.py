@@ -125,3 +125,33 @@ def test_polar_fmd_matches_eigh_in_float32(shape):
         assert approx.dtype == torch.float32 and (approx >= 0).all()
         approx = approx.double()
         assert ((approx - exact).abs() / exact).max().item() < 1e-4
+
+
+def test_tiled_local_fmd_model_exports_to_onnx(tmp_path):
+    """Tiling (anomalib's Tiler) and the windowed FMD export; ONNX Runtime gives the eager results."""
+    ort = pytest.importorskip("onnxruntime")
+    from anomalib_maa.models.maa.torch_model import MaaModel
+
+    torch.manual_seed(0)
+    model = MaaModel((64, 96), n_features=2, feature_layer=2, tile_size=(32, 32), score="local_fmd").eval()
+    image = torch.rand(2, 3, 64, 96) * 2 - 1
+    with torch.no_grad():
+        exact = model(image)
+    model.fmd_method = "polar"  # what Maa.to_onnx switches to
+
+    class Outputs(torch.nn.Module):
+        def __init__(self, inner: torch.nn.Module) -> None:
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            out = self.inner(x)
+            return out.pred_score, out.anomaly_map
+
+    path = tmp_path / "tiled.onnx"
+    torch.onnx.export(Outputs(model), (image,), path, opset_version=18, dynamo=True, input_names=["image"])
+    score, anomaly_map = ort.InferenceSession(str(path)).run(None, {"image": image.numpy()})
+    relative = np.abs(score - exact.pred_score.numpy()).max() / np.abs(exact.pred_score.numpy()).max()
+    assert relative <= SCORE_RTOL
+    assert np.abs(anomaly_map - exact.anomaly_map.numpy()).max() <= MAP_ATOL
+    assert anomaly_map.shape == (2, 1, 64, 96)

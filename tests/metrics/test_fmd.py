@@ -4,6 +4,7 @@ import scipy.linalg
 import torch
 
 from anomalib_maa import frechet_markov_distance
+from anomalib_maa.metrics.fmd import feature_windows, local_maximum
 
 
 def scipy_fmd(f_input: torch.Tensor, f_reconstruction: torch.Tensor) -> np.ndarray:
@@ -71,3 +72,36 @@ def test_bad_arguments():
         frechet_markov_distance(torch.randn(1, 4, 3, 3), torch.randn(1, 4, 3, 3), method="svd")
     with pytest.raises(ValueError, match=r"\(B, C, H, W\)"):
         frechet_markov_distance(torch.randn(4, 3, 3), torch.randn(4, 3, 3))
+
+
+def test_feature_windows_cut_in_order():
+    features = torch.arange(2 * 3 * 5 * 4, dtype=torch.float32).reshape(2, 3, 5, 4)
+    windows = feature_windows(features, window=3)
+    assert windows.shape == (2 * 3 * 2, 3, 9, 1)  # 3 x 2 windows per image
+    # window (row 1, col 1) of image 1
+    expected = features[1, :, 1:4, 1:4].reshape(3, 9, 1)
+    torch.testing.assert_close(windows[6 + 1 * 2 + 1], expected)
+    with pytest.raises(ValueError, match="does not fit"):
+        feature_windows(features, window=6)
+
+
+def test_local_fmd_finds_a_small_difference_that_the_whole_image_fmd_dilutes():
+    """One differing patch in 16x16: the whole-image FMD barely moves, the local FMD sees it fully."""
+    generator = torch.Generator().manual_seed(0)
+    base = torch.randn(1, 8, 16, 16, generator=generator)
+    changed = base.clone()
+    changed[0, :, 7, 7] += 3.0
+    small_defect = torch.cat([base, base])
+    recon = torch.cat([base, changed])  # image 0: perfect reconstruction; image 1: one patch differs
+    whole = frechet_markov_distance(small_defect, recon)
+    local = local_maximum(frechet_markov_distance, small_defect, recon, window=3)
+    assert whole[0] == pytest.approx(0.0, abs=1e-6)
+    assert local[0] == pytest.approx(0.0, abs=1e-6)
+    # the local score equals the FMD of the worst 3x3 window, computed directly
+    direct = max(
+        float(frechet_markov_distance(small_defect[1:, :, i : i + 3, j : j + 3], recon[1:, :, i : i + 3, j : j + 3]))
+        for i in range(14)
+        for j in range(14)
+    )
+    assert float(local[1]) == pytest.approx(direct, rel=1e-6)
+    assert float(local[1]) > 20 * float(whole[1])

@@ -2,6 +2,7 @@ import pytest
 import torch
 from anomalib.data import InferenceBatch
 
+from anomalib_maa import frechet_markov_distance
 from anomalib_maa.models.maa.ab_split import split_ab
 from anomalib_maa.models.maa.anomaly_map import AnomalyMapGenerator
 from anomalib_maa.models.maa.discriminator import MarkovDiscriminator
@@ -78,6 +79,48 @@ def test_eval_returns_inference_batch():
     assert out.pred_score.shape == (3,)
     assert out.anomaly_map.shape == (3, 1, 32, 32)
     assert torch.isfinite(out.pred_score).all()
+
+
+def test_local_fmd_score_is_the_worst_window_of_the_same_features():
+    torch.manual_seed(0)
+    model = MaaModel((64, 64), n_features=4, feature_layer=3, score="local_fmd", score_window=3).eval()
+    image = torch.rand(2, 3, 64, 64) * 2 - 1
+    with torch.no_grad():
+        out = model(image)
+        f_in = model.discriminator.markov_features(image)
+        f_rec = model.discriminator.markov_features(model.generator(image))
+    h, w = f_in.shape[-2:]
+    direct = torch.stack(
+        [
+            frechet_markov_distance(f_in[..., i : i + 3, j : j + 3], f_rec[..., i : i + 3, j : j + 3])
+            for i in range(h - 2)
+            for j in range(w - 2)
+        ],
+        dim=1,
+    ).amax(dim=1)
+    torch.testing.assert_close(out.pred_score, direct, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="Unknown MAA score"):
+        MaaModel((32, 32), n_features=4, score="patch")
+
+
+def test_tiled_model_scores_an_image_by_its_worst_tile():
+    torch.manual_seed(0)
+    model = MaaModel((64, 96), n_features=2, feature_layer=2, tile_size=(32, 32), score="local_fmd").eval()
+    assert model.generator.memory.h.shape[-2:] == (4, 4)  # the memory is sized for one tile
+    image = torch.rand(2, 3, 64, 96) * 2 - 1
+    with torch.no_grad():
+        out = model(image)
+        model.tiler = None  # the same network on each 32x32 tile by hand
+        tiles = [
+            [[model(image[b : b + 1, :, i : i + 32, j : j + 32]) for j in (0, 32, 64)] for i in (0, 32)]
+            for b in range(2)
+        ]
+    per_tile = torch.stack([torch.stack([t.pred_score[0] for row in rows for t in row]) for rows in tiles])
+    maps = [torch.cat([torch.cat([t.anomaly_map[0] for t in row], -1) for row in rows], -2) for rows in tiles]
+    torch.testing.assert_close(out.pred_score, per_tile.amax(dim=1))
+    torch.testing.assert_close(out.anomaly_map, torch.stack(maps))
+    with pytest.raises(ValueError, match="whole number of tiles"):
+        MaaModel((64, 100), n_features=2, tile_size=(32, 32))
 
 
 def test_weights_initialised_as_in_paper():

@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
 from anomalib import LearningType
@@ -37,9 +37,10 @@ from anomalib_maa.metrics.fmd import FmdMethod
 from anomalib_maa.post_processing import DEFAULT_GAMMA, PautaPostProcessor
 
 from .ab_split import split_ab
+from .augment import random_crops, random_flips
 from .loss import DiscriminatorLoss, GeneratorLoss
 from .memory import MemoryMode
-from .torch_model import MaaModel
+from .torch_model import MaaModel, ScoreMode
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +80,15 @@ class Maa(AnomalibModule):
         feature_layer: Discriminator layer (1-4) that feeds the Markov encoder; 4 = 512 channels.
         fmd_method: ``"eigh"`` (exact) or ``"newton_schulz"`` (matmul-only, exportable to ONNX).
         map_window: Window of the local-variance anomaly map.
+        score: ``"fmd"`` (the paper's whole-image Fréchet Markov Distance) or ``"local_fmd"`` (the
+            largest FMD over windows of ``score_window x score_window`` Markov patches).
+        score_window: Window side of ``"local_fmd"``, in Markov patches.
+        lr_schedule: ``"constant"`` (the paper's) or ``"cosine"`` (both learning rates decay to 0 over
+            the trainer's epochs, so the last epochs settle instead of swinging).
+        augment_flips: Flip each training image left-right and top-bottom at random (p = 1/2 each).
+        tile_size: Train on random crops of this size (one per image and step) and score an image
+            by its worst non-overlapping tile, with the anomaly map put back together; ``None``
+            (default) works on whole images. ``image_size`` must be a whole number of tiles.
         ab_seed: Seed of the A/B split.
         gamma: γ of the default Pauta threshold ``T = μ + γσ`` over the FMD scores of the
             defect-free training images (0 favours recall of defects, 2-3 few false alarms).
@@ -111,6 +121,11 @@ class Maa(AnomalibModule):
         feature_layer: int = 4,
         fmd_method: FmdMethod = "eigh",
         map_window: int = 7,
+        score: ScoreMode = "fmd",
+        score_window: int = 3,
+        lr_schedule: Literal["constant", "cosine"] = "constant",
+        augment_flips: bool = False,
+        tile_size: int | Sequence[int] | None = None,
         ab_seed: int = 0,
         gamma: float | None = DEFAULT_GAMMA,
         false_alarm_rate: float | None = None,
@@ -140,6 +155,11 @@ class Maa(AnomalibModule):
         self.lr = lr
         self.betas = (beta1, beta2)
         self.ab_seed = ab_seed
+        if lr_schedule not in {"constant", "cosine"}:
+            msg = f"Unknown lr_schedule {lr_schedule!r}: use 'constant' or 'cosine'"
+            raise ValueError(msg)
+        self.lr_schedule = lr_schedule
+        self.augment_flips = augment_flips
         self.model = MaaModel(
             image_size=image_size,
             in_channels=in_channels,
@@ -148,6 +168,9 @@ class Maa(AnomalibModule):
             feature_layer=feature_layer,
             fmd_method=fmd_method,
             map_window=map_window,
+            score=score,
+            score_window=score_window,
+            tile_size=_as_size(tile_size) if tile_size is not None else None,
         )
         self.generator_loss = GeneratorLoss(lambda_adv, lambda_rec, lambda_rec_feat)
         self.discriminator_loss = DiscriminatorLoss()
@@ -178,12 +201,29 @@ class Maa(AnomalibModule):
         """The paper's Table II metrics (image AUROC, F1, accuracy, recall, precision) and pixel AUROC."""
         return table2_evaluator()
 
-    def configure_optimizers(self) -> list[optim.Optimizer]:
-        """Adam for the generator and for the discriminator (paper: lr 1e-4, beta1 0.5)."""
-        return [
+    def configure_optimizers(self) -> list[optim.Optimizer] | tuple[list[optim.Optimizer], list[Any]]:
+        """Adam for the generator and for the discriminator (paper: lr 1e-4, beta1 0.5).
+
+        With ``lr_schedule="cosine"`` each gets a cosine decay over the trainer's epochs, stepped
+        at the end of every training epoch.
+        """
+        optimizers = [
             optim.Adam(self.model.generator.parameters(), lr=self.lr, betas=self.betas, fused=True),
             optim.Adam(self.model.discriminator.parameters(), lr=self.lr, betas=self.betas, fused=True),
         ]
+        if self.lr_schedule == "constant":
+            return optimizers
+        epochs = self._trainer.max_epochs if self._trainer is not None else None
+        epochs = epochs if epochs and epochs > 0 else self.max_epochs
+        return optimizers, [optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs) for opt in optimizers]
+
+    def on_train_epoch_end(self) -> None:
+        """Step the learning-rate schedules (manual optimisation leaves this to the model)."""
+        schedulers = self.lr_schedulers()
+        if schedulers is None:
+            return
+        for scheduler in schedulers if isinstance(schedulers, list) else [schedulers]:
+            scheduler.step()
 
     def configure_callbacks(self) -> list[Callback]:
         """The reliability callbacks, then anomalib's component callbacks (``docs/reliability.md``).
@@ -256,6 +296,10 @@ class Maa(AnomalibModule):
             DivergenceError: When a loss is NaN or infinite, before its optimiser step (naming epoch and step).
         """
         x_a, x_b = self._split_batch(batch)
+        if self.model.tiler is not None:
+            x_a, x_b = random_crops(x_a, self.model.tile_size), random_crops(x_b, self.model.tile_size)
+        if self.augment_flips:
+            x_a, x_b = random_flips(x_a), random_flips(x_b)
         opt_g, opt_d = self.optimizers()
         generator, discriminator = self.model.generator, self.model.discriminator
 

@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 from anomalib.data import InferenceBatch
+from anomalib.data.utils.tiler import Tiler
 from torch import nn
 
 from anomalib_maa.deploy.fmd import polar_frechet_markov_distance
-from anomalib_maa.metrics.fmd import FmdMethod, frechet_markov_distance
+from anomalib_maa.metrics.fmd import FmdMethod, frechet_markov_distance, local_maximum
 
 from .anomaly_map import AnomalyMapGenerator
 from .components import Decoder, Encoder
 from .discriminator import MarkovDiscriminator
 from .memory import AutoMemory, MemoryMode
+
+ScoreMode = Literal["fmd", "local_fmd"]
 
 
 class Generator(nn.Module):
@@ -63,7 +68,8 @@ class MaaModel(nn.Module):
 
     In training mode :meth:`forward` returns the reconstruction. In eval mode it returns an
     :class:`~anomalib.data.InferenceBatch` with ``pred_score`` (the FMD between the Markov
-    features of the input and of its reconstruction, shape ``(B,)``) and ``anomaly_map``
+    features of the input and of its reconstruction, shape ``(B,)``; with ``score="local_fmd"``
+    the largest FMD over windows of ``score_window x score_window`` patches) and ``anomaly_map``
     (residual local variance, ``(B, 1, H, W)`` at input resolution).
 
     Args:
@@ -76,6 +82,15 @@ class MaaModel(nn.Module):
         fmd_method: ``"eigh"`` (exact) or ``"newton_schulz"`` (matmul-only, exportable); ``"polar"``
             (matmul-only and float32-safe) is what ONNX/OpenVINO exports compute (``docs/deployment.md``).
         map_window: Window of the local-variance anomaly map.
+        score: ``"fmd"`` (the paper's whole-image FMD) or ``"local_fmd"`` (maximum FMD over
+            overlapping windows of Markov patches, which small defects move far more; see
+            ``docs/results.md``).
+        score_window: Window side, in Markov patches, of ``"local_fmd"``.
+        tile_size: Side ``(H, W)`` of the tiles the generator and discriminator work on, or ``None``
+            for whole images. ``image_size`` must be a whole number of tiles; in eval mode an image
+            is cut into non-overlapping tiles (anomalib's ``Tiler``), its score is the largest tile
+            score and its anomaly map is put back together. Training feeds random tile-sized crops
+            (:class:`~anomalib_maa.Maa`), so a model sees near-native resolution at the cost of a tile.
 
     Example:
         >>> model = MaaModel((64, 64), n_features=4).eval()
@@ -93,12 +108,27 @@ class MaaModel(nn.Module):
         feature_layer: int = 4,
         fmd_method: FmdMethod = "eigh",
         map_window: int = 7,
+        score: ScoreMode = "fmd",
+        score_window: int = 3,
+        tile_size: tuple[int, int] | None = None,
     ) -> None:
         super().__init__()
-        self.generator = Generator(tuple(image_size), in_channels, n_features, memory)
+        image_size = tuple(image_size)
+        tile_size = tuple(tile_size) if tile_size is not None else image_size
+        if any(side % tile for side, tile in zip(image_size, tile_size, strict=True)):
+            msg = f"image_size {image_size} must be a whole number of tiles of {tile_size}"
+            raise ValueError(msg)
+        if score not in {"fmd", "local_fmd"}:
+            msg = f"Unknown MAA score {score!r}: use 'fmd' (whole image, the paper's) or 'local_fmd'"
+            raise ValueError(msg)
+        self.generator = Generator(tile_size, in_channels, n_features, memory)
+        self.image_size, self.tile_size = image_size, tile_size
+        self.tiler = Tiler(tile_size=tile_size, stride=tile_size) if tile_size != image_size else None
         self.discriminator = MarkovDiscriminator(in_channels, 4 * n_features, feature_layer)
         self.anomaly_map_generator = AnomalyMapGenerator(map_window)
         self.fmd_method = fmd_method
+        self.score = score
+        self.score_window = score_window
         self.in_channels = in_channels
         self.apply(init_weights)
 
@@ -116,17 +146,29 @@ class MaaModel(nn.Module):
         msg = f"MAA was built for {self.in_channels}-channel images, got {channels} channels ({tuple(image.shape)})"
         raise ValueError(msg)
 
+    def fmd(self, f_input: torch.Tensor, f_reconstruction: torch.Tensor) -> torch.Tensor:
+        """FMD per image with the model's method (``"polar"``: the matmul-only float32 form of exports)."""
+        if self.fmd_method == "polar":
+            return polar_frechet_markov_distance(f_input, f_reconstruction)
+        return frechet_markov_distance(f_input, f_reconstruction, method=self.fmd_method)
+
     def forward(self, image: torch.Tensor) -> torch.Tensor | InferenceBatch:
         """Reconstruct (training) or score (eval) a batch of images in [-1, 1]."""
         image = self.match_channels(image)
+        batch_size = image.shape[0]
+        if self.tiler is not None:
+            image = self.tiler.tile(image)
         reconstruction = self.generator(image)
         if self.training:
-            return reconstruction
+            return self.tiler.untile(reconstruction) if self.tiler is not None else reconstruction
         f_input = self.discriminator.markov_features(image)
         f_reconstruction = self.discriminator.markov_features(reconstruction)
-        if self.fmd_method == "polar":  # matmul-only and float32-safe: the exported graphs' FMD
-            score = polar_frechet_markov_distance(f_input, f_reconstruction)
+        if self.score == "local_fmd":
+            score = local_maximum(self.fmd, f_input, f_reconstruction, self.score_window)
         else:
-            score = frechet_markov_distance(f_input, f_reconstruction, method=self.fmd_method)
+            score = self.fmd(f_input, f_reconstruction)
         anomaly_map = self.anomaly_map_generator(image, reconstruction)
+        if self.tiler is not None:  # an image scores as its worst tile
+            score = score.reshape(batch_size, -1).amax(dim=1)
+            anomaly_map = self.tiler.untile(anomaly_map)
         return InferenceBatch(pred_score=score, anomaly_map=anomaly_map)

@@ -1,0 +1,84 @@
+"""Recall and false-alarm rate of MAA at several Pauta γ, from a finished leaderboard run.
+
+The leaderboard stores each job's raw test scores (``scores/<job>.csv``) and its Pauta report
+(``runs/<job>/**/pauta_threshold.json``, with the mean μ and standard deviation σ of the scores of
+the defect-free training images), so every γ (threshold ``T = μ + γσ``) is evaluated from the same
+run, without re-training or re-scoring. Prints a Markdown table (mean ± sd over seeds) and writes
+``gamma_table.md`` and ``gamma_table.csv`` into the run folder.
+
+Example:
+    python benchmarks/gamma_table.py --results results/ksdd_results --gammas 0 1 2 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+
+def job_rates(results: Path, job_id: str, gammas: list[float]) -> list[dict]:
+    """Recall and false-alarm rate of one job at each γ."""
+    reports = sorted((results / "runs" / job_id).rglob("pauta_threshold.json"))
+    if not reports:
+        msg = f"No pauta_threshold.json under {results / 'runs' / job_id}: was the job a MAA/Pauta run?"
+        raise FileNotFoundError(msg)
+    report = json.loads(reports[-1].read_text())
+    scores = pd.read_csv(results / "scores" / f"{job_id}.csv")
+    mean, std = report["image"]["mean"], report["image"]["std"]
+    raw = scores["score"].to_numpy(dtype=np.float64)
+    check = (raw > report["image"]["threshold"]).astype(int)
+    if not np.array_equal(check, scores["pred_label"].to_numpy().astype(int)):
+        msg = f"{job_id}: the stored scores are not the raw scores its threshold labelled"
+        raise ValueError(msg)
+    labels = scores["gt_label"].to_numpy().astype(bool)
+    rows = []
+    for gamma in gammas:
+        flagged = raw > mean + gamma * std
+        rows.append(
+            {
+                "job_id": job_id,
+                "gamma": gamma,
+                "recall": float(flagged[labels].mean()),
+                "false_alarm_rate": float(flagged[~labels].mean()),
+                "n_defective": int(labels.sum()),
+                "n_good": int((~labels).sum()),
+            }
+        )
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--results", type=Path, required=True, help="output folder of benchmarks/leaderboard.py")
+    parser.add_argument("--gammas", type=float, nargs="+", default=[0.0, 1.0, 2.0, 3.0])
+    parser.add_argument("--model", default="Maa", help="model name in results.csv")
+    args = parser.parse_args()
+    table = pd.read_csv(args.results / "results.csv")
+    jobs = table[(table.model == args.model) & (table.score == "model") & (table.status == "ok")]
+    if jobs.empty:
+        msg = f"No finished {args.model} jobs in {args.results / 'results.csv'}"
+        raise SystemExit(msg)
+    rows = []
+    for job in jobs.itertuples():
+        for row in job_rates(args.results, job.job_id, args.gammas):
+            rows.append({**row, "preset": job.preset, "seed": job.seed})
+    frame = pd.DataFrame(rows)
+    frame.to_csv(args.results / "gamma_table.csv", index=False)
+    lines = ["| preset | γ | recall (defective) | false-alarm rate (good) | seeds |", "|---|---|---|---|---|"]
+    for (preset, gamma), group in frame.groupby(["preset", "gamma"], sort=True):
+        recall, fa = group["recall"], group["false_alarm_rate"]
+        sd = lambda s: f" ± {s.std(ddof=1):.3f}" if len(s) > 1 else ""  # noqa: E731
+        lines.append(
+            f"| {preset} | {gamma:g} | {recall.mean():.3f}{sd(recall)} | {fa.mean():.3f}{sd(fa)} | {len(group)} |"
+        )
+    text = "\n".join(lines) + "\n"
+    (args.results / "gamma_table.md").write_text(text)
+    print(text)  # noqa: T201
+
+
+if __name__ == "__main__":
+    main()

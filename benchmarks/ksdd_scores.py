@@ -1,0 +1,206 @@
+"""Issue 6 study: rank KolektorSDD test images with many scores from one trained MAA model.
+
+Loads a model saved by ``ksdd_study.py --save`` (a state dict) or a Lightning checkpoint, runs
+it once over the defect-free training images and the test images, and prints the image AUROC
+of each score (and the pixel AUROC of each map). Scores that need statistics of normal images
+take them from the training images only.
+
+Example:
+    python benchmarks/ksdd_scores.py --model-file results/ksdd_study/s320/model_epoch030.pt \
+        --config results/ksdd_study/s320/config.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F  # noqa: N812
+from sklearn.metrics import roc_auc_score
+
+from anomalib_maa import Maa, frechet_markov_distance
+from anomalib_maa.data import Ksdd
+
+
+def load_model(model_file: Path, config: dict) -> Maa:
+    """Build Maa from a study config and load the saved weights."""
+    keys = ("image_size", "in_channels", "n_features", "feature_layer", "memory", "map_window")
+    model = Maa(**{key: config[key] for key in keys if key in config}, visualizer=False)
+    state = torch.load(model_file, map_location="cpu", weights_only=False)
+    if "state_dict" in state:  # Lightning checkpoint
+        state = {k.removeprefix("model."): v for k, v in state["state_dict"].items() if k.startswith("model.")}
+    model.model.load_state_dict(state)
+    return model.eval()
+
+
+@torch.no_grad()
+def collect(model: Maa, loader) -> dict[str, torch.Tensor]:
+    """Images, reconstructions, features at every discriminator layer, labels and masks."""
+    net = model.model
+    out: dict[str, list[torch.Tensor]] = {}
+    for batch in loader:
+        image = net.match_channels(model.pre_processor.transform(batch.image))
+        recon = net.generator(image)
+        fx, fr = image, recon
+        for index, layer in enumerate(net.discriminator.features, start=1):
+            fx, fr = layer(fx), layer(fr)
+            out.setdefault(f"f{index}_in", []).append(fx)
+            out.setdefault(f"f{index}_rec", []).append(fr)
+        out.setdefault("image", []).append(image)
+        out.setdefault("recon", []).append(recon)
+        out.setdefault("label", []).append(batch.gt_label)
+        mask = batch.gt_mask[:, None].float() if batch.gt_mask is not None else torch.zeros_like(image)
+        out.setdefault("mask", []).append(F.interpolate(mask, size=image.shape[-2:]) > 0.5)
+    return {key: torch.cat(values) for key, values in out.items()}
+
+
+@torch.no_grad()
+def recalibrate_batch_norm(model: Maa, loader) -> None:
+    """Recompute the discriminator's BN running statistics from real training images only.
+
+    During training the running statistics average batches of real images and of
+    reconstructions; this replaces them with the cumulative statistics of the real images.
+    """
+    disc = model.model.discriminator
+    norms = [m for m in disc.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    for norm in norms:
+        norm.reset_running_stats()
+        norm.momentum = None  # cumulative average
+    disc.train()
+    for batch in loader:
+        x = model.model.match_channels(model.pre_processor.transform(batch.image))
+        for layer in disc.features:
+            x = layer(x)
+    disc.eval()
+
+
+def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur of (B, 1, H, W) maps, reflect borders."""
+    radius = max(1, int(3 * sigma))
+    t = torch.arange(-radius, radius + 1, dtype=x.dtype)
+    k = torch.exp(-(t**2) / (2 * sigma**2))
+    k = k / k.sum()
+    x = F.pad(x, (radius, radius, radius, radius), mode="reflect")
+    x = F.conv2d(x, k.view(1, 1, 1, -1))
+    return F.conv2d(x, k.view(1, 1, -1, 1))
+
+
+def local_variance(residual: torch.Tensor, window: int) -> torch.Tensor:
+    """Local variance of a (B, 1, H, W) residual over window x window."""
+    pad = window // 2
+    padded = F.pad(residual, (pad, pad, pad, pad), mode="reflect")
+    mean = F.avg_pool2d(padded, window, stride=1)
+    return (F.avg_pool2d(padded.pow(2), window, stride=1) - mean.pow(2)).clamp_min(0)
+
+
+def local_fmd(f_in: torch.Tensor, f_rec: torch.Tensor, window: int) -> torch.Tensor:
+    """Maximum FMD over half-overlapping windows of window x window patches."""
+    stride = max(1, window // 2)
+    b, c = f_in.shape[:2]
+
+    def windows(f: torch.Tensor) -> torch.Tensor:
+        tiles = f.unfold(2, window, stride).unfold(3, window, stride)
+        return tiles.permute(0, 2, 3, 1, 4, 5).reshape(-1, c, window, window)
+
+    out = []
+    for start in range(0, b, 8):
+        out.append(frechet_markov_distance(windows(f_in[start : start + 8]), windows(f_rec[start : start + 8])))
+    return torch.cat(out).reshape(b, -1).amax(dim=1)
+
+
+def mahalanobis_map(diff: torch.Tensor, train_diff: torch.Tensor) -> torch.Tensor:
+    """Per-patch Mahalanobis distance of feature differences to their training distribution."""
+    c = diff.shape[1]
+    vectors = train_diff.permute(0, 2, 3, 1).reshape(-1, c).double()
+    mean = vectors.mean(0)
+    cov = torch.cov(vectors.T) + 1e-3 * torch.eye(c, dtype=torch.float64)
+    inv = torch.linalg.inv(cov)
+    d = diff.permute(0, 2, 3, 1).double() - mean
+    return torch.einsum("bhwc,cd,bhwd->bhw", d, inv, d).sqrt().float()
+
+
+def auroc(labels: torch.Tensor, scores: torch.Tensor) -> float:
+    """Image AUROC rounded to 4 digits."""
+    return round(float(roc_auc_score(labels.numpy(), scores.double().numpy())), 4)
+
+
+def evaluate(train: dict, test: dict, feature_layer: int) -> dict[str, float]:
+    """AUROC of every score variant (image level) and of a few maps (pixel level)."""
+    labels = test["label"]
+    result: dict[str, float] = {}
+    for layer in range(1, 5):
+        fi, fr = test[f"f{layer}_in"], test[f"f{layer}_rec"]
+        result[f"fmd_l{layer}"] = auroc(labels, frechet_markov_distance(fi, fr))
+        diff = (fi - fr).abs().mean(1)
+        result[f"patch_max_l{layer}"] = auroc(labels, diff.flatten(1).amax(1))
+        maha = mahalanobis_map(fi - fr, train[f"f{layer}_in"] - train[f"f{layer}_rec"])
+        result[f"maha_max_l{layer}"] = auroc(labels, maha.flatten(1).amax(1))
+        maha_in = mahalanobis_map(fi, train[f"f{layer}_in"])
+        result[f"maha_in_max_l{layer}"] = auroc(labels, maha_in.flatten(1).amax(1))
+    for window in (3, 4, 6):
+        fi, fr = test[f"f{feature_layer}_in"], test[f"f{feature_layer}_rec"]
+        result[f"local_fmd_w{window}_l{feature_layer}"] = auroc(labels, local_fmd(fi, fr, window))
+    residual = (test["image"] - test["recon"]).mean(1, keepdim=True)
+    train_residual = (train["image"] - train["recon"]).mean(1, keepdim=True)
+    result["l1"] = auroc(labels, residual.abs().flatten(1).mean(1))
+    pixel_masks = test["mask"][:, 0].flatten().numpy()
+    maps = {}
+    for window in (3, 7, 11):
+        maps[f"var{window}_sq"] = local_variance(residual, window).pow(2)
+        maps[f"var{window}"] = local_variance(residual, window)
+    for sigma in (1.0, 2.0, 4.0):
+        maps[f"absblur{sigma:g}"] = gaussian_blur(residual.abs(), sigma)
+        maps[f"sqblur{sigma:g}"] = gaussian_blur(residual.pow(2), sigma)
+    for name, amap in maps.items():
+        result[f"map_max_{name}"] = auroc(labels, amap.flatten(1).amax(1))
+        result[f"pixel_{name}"] = round(float(roc_auc_score(pixel_masks, amap[:, 0].flatten().double().numpy())), 4)
+    # per-position standardisation by the training images' maps
+    for name in ("var7", "absblur2", "sqblur2"):
+        if name.startswith("var"):
+            train_map = local_variance(train_residual, 7)
+        elif name.startswith("abs"):
+            train_map = gaussian_blur(train_residual.abs(), 2.0)
+        else:
+            train_map = gaussian_blur(train_residual.pow(2), 2.0)
+        mean, std = train_map.mean(0, keepdim=True), train_map.std(0, keepdim=True)
+        z = (maps[name] - mean) / (std + 1e-6)
+        result[f"zmap_max_{name}"] = auroc(labels, z.flatten(1).amax(1))
+        top = maps[name].flatten(1).topk(max(1, maps[name][0].numel() // 1000), dim=1).values.mean(1)
+        result[f"map_top01_{name}"] = auroc(labels, top)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model-file", type=Path, required=True)
+    parser.add_argument("--config", type=Path, required=True, help="config.json written by ksdd_study.py")
+    parser.add_argument("--root", default="../shared/data/KolektorSDD")
+    parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--bn-recalibrate", action="store_true", help="BN statistics from real images only")
+    parser.add_argument("--output", type=Path, default=None, help="JSON file for the results")
+    args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    config = json.loads(args.config.read_text())
+    model = load_model(args.model_file, config)
+    datamodule = Ksdd(root=args.root, seed=config.get("seed", 0), train_batch_size=16, eval_batch_size=16)
+    datamodule.setup()
+    train_loader = torch.utils.data.DataLoader(
+        datamodule.train_data, batch_size=16, shuffle=False, collate_fn=datamodule.train_data.collate_fn
+    )
+    if args.bn_recalibrate:
+        recalibrate_batch_norm(model, train_loader)
+    train = collect(model, train_loader)
+    test = collect(model, datamodule.test_dataloader())
+    result = evaluate(train, test, config.get("feature_layer", 3))
+    result["model_file"] = str(args.model_file)
+    for key, value in sorted(result.items()):
+        print(f"{key:28s} {value}")  # noqa: T201
+    if args.output:
+        args.output.write_text(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
