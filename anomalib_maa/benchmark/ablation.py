@@ -6,6 +6,10 @@
 * ``local_fmd``: the largest FMD over windows of ``score_window x score_window`` Markov patches;
 * ``map_max``: the maximum of the localisation map.
 
+A tiled model (``tile_size``) is scored as it scores itself: every variant is computed per tile,
+and an image takes the mean over its tiles for the L1 variants (the image mean) and the maximum for
+the others (its worst tile).
+
 Each variant is thresholded like MAA's post-processor, with the Pauta rule ``μ + γσ`` of the
 variant's scores on the defect-free training images (γ from the model's post-processor when it
 has one, else 3), so the label metrics compare the scores on equal terms.
@@ -24,6 +28,7 @@ from anomalib_maa.metrics.fmd import local_maximum
 __all__ = ["DEFAULT_GAMMA", "maa_score_variants", "pauta_threshold", "variant_scores"]
 
 DEFAULT_GAMMA = 3.0
+MEAN_OVER_TILES = frozenset({"pixel_l1", "markov_l1"})
 
 
 def _loader(dataset: Any, batch_size: int) -> DataLoader:
@@ -55,11 +60,16 @@ def variant_scores(model: Any, dataset: Any, variants: tuple[str, ...], batch_si
         if transform is not None:
             image = transform(image)
         image = torch_model.match_channels(image)
+        n_images = image.shape[0]
+        if torch_model.tiler is not None:
+            image = torch_model.tiler.tile(image)
         reconstruction = generator(image)
         f_input = discriminator.markov_features(image)
         f_reconstruction = discriminator.markov_features(reconstruction)
         for variant in variants:
             value = _score(variant, torch_model, image, reconstruction, f_input, f_reconstruction)
+            value = value.reshape(n_images, -1)  # (images, tiles)
+            value = value.mean(dim=1) if variant in MEAN_OVER_TILES else value.amax(dim=1)
             scores[variant].append(value.float().cpu())
         labels.append(batch.gt_label.long().cpu())
         paths.extend(str(path) for path in batch.image_path)
