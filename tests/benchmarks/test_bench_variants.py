@@ -15,7 +15,13 @@ from anomalib_maa.utils.sample_data import folder_datamodule
 def test_variant_of_the_model_score_equals_the_model_score(tiny_root, tile_size, score):
     torch.manual_seed(0)
     model = Maa(
-        image_size=(32, 48), in_channels=1, n_features=2, feature_layer=1, tile_size=tile_size, score=score, visualizer=False
+        image_size=(32, 48),
+        in_channels=1,
+        n_features=2,
+        feature_layer=1,
+        tile_size=tile_size,
+        score=score,
+        visualizer=False,
     )
     datamodule = folder_datamodule(tiny_root, batch_size=4)
     datamodule.setup()
