@@ -24,8 +24,10 @@ from anomalib_maa import Maa, frechet_markov_distance
 from anomalib_maa.data import Ksdd
 
 
-def load_model(model_file: Path, config: dict) -> Maa:
-    """Build Maa from a study config and load the saved weights."""
+def load_model(model_file: Path, config: dict | None) -> Maa:
+    """Load a Lightning checkpoint, or build Maa from a study config and load a saved state dict."""
+    if config is None:
+        return Maa.load_from_checkpoint(model_file, map_location="cpu").eval()
     keys = ("image_size", "in_channels", "n_features", "feature_layer", "memory", "map_window")
     model = Maa(**{key: config[key] for key in keys if key in config}, visualizer=False)
     state = torch.load(model_file, map_location="cpu", weights_only=False)
@@ -121,6 +123,41 @@ def mahalanobis_map(diff: torch.Tensor, train_diff: torch.Tensor) -> torch.Tenso
     return torch.einsum("bhwc,cd,bhwd->bhw", d, inv, d).sqrt().float()
 
 
+@torch.no_grad()
+def normality(model: Maa, train_loader, test_loader) -> dict[str, float]:
+    """Mean absolute residual |x - G(x)| on normal and defective pixels (does G rebuild defects as normal?).
+
+    Works for whole-image and tiled models (tiles are reconstructed and put back together).
+    """
+    net = model.model
+
+    def residuals(loader):  # noqa: ANN001, ANN202
+        for batch in loader:
+            image = net.match_channels(model.pre_processor.transform(batch.image))
+            tiles = net.tiler.tile(image) if net.tiler is not None else image
+            recon = net.generator(tiles)
+            recon = net.tiler.untile(recon) if net.tiler is not None else recon
+            mask = batch.gt_mask[:, None].float() if batch.gt_mask is not None else torch.zeros_like(image)
+            yield (image - recon).abs().mean(1, keepdim=True), F.interpolate(mask, size=image.shape[-2:]) > 0.5, batch
+
+    sums = dict.fromkeys(("train_good", "test_good", "defective_image_normal_pixels", "defect_pixels"), 0.0)
+    counts = dict.fromkeys(sums, 0)
+    for residual, _, _ in residuals(train_loader):
+        sums["train_good"] += float(residual.sum())
+        counts["train_good"] += residual.numel()
+    for residual, mask, batch in residuals(test_loader):
+        defective = batch.gt_label.bool()
+        good = residual[~defective]
+        sums["test_good"] += float(good.sum())
+        counts["test_good"] += good.numel()
+        sums["defect_pixels"] += float(residual[mask].sum())
+        counts["defect_pixels"] += int(mask.sum())
+        normal = residual[defective][~mask[defective]]
+        sums["defective_image_normal_pixels"] += float(normal.sum())
+        counts["defective_image_normal_pixels"] += normal.numel()
+    return {f"residual_{key}": round(sums[key] / max(counts[key], 1), 5) for key in sums}
+
+
 def auroc(labels: torch.Tensor, scores: torch.Tensor) -> float:
     """Image AUROC rounded to 4 digits."""
     return round(float(roc_auc_score(labels.numpy(), scores.double().numpy())), 4)
@@ -175,7 +212,9 @@ def evaluate(train: dict, test: dict, feature_layer: int) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model-file", type=Path, required=True)
-    parser.add_argument("--config", type=Path, required=True, help="config.json written by ksdd_study.py")
+    parser.add_argument("--config", type=Path, default=None, help="config.json of ksdd_study.py (state dicts only)")
+    parser.add_argument("--seed", type=int, default=None, help="split seed (default: the config's, else 42)")
+    parser.add_argument("--normality-only", action="store_true", help="only the residual statistics")
     parser.add_argument("--root", default="../shared/data/KolektorSDD")
     parser.add_argument("--threads", type=int, default=0)
     parser.add_argument("--bn-recalibrate", action="store_true", help="BN statistics from real images only")
@@ -183,18 +222,21 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    config = json.loads(args.config.read_text())
+    config = json.loads(args.config.read_text()) if args.config else None
     model = load_model(args.model_file, config)
-    datamodule = Ksdd(root=args.root, seed=config.get("seed", 0), train_batch_size=16, eval_batch_size=16)
+    seed = args.seed if args.seed is not None else (config or {}).get("seed", 42)
+    datamodule = Ksdd(root=args.root, seed=seed, train_batch_size=16, eval_batch_size=16)
     datamodule.setup()
     train_loader = torch.utils.data.DataLoader(
         datamodule.train_data, batch_size=16, shuffle=False, collate_fn=datamodule.train_data.collate_fn
     )
     if args.bn_recalibrate:
         recalibrate_batch_norm(model, train_loader)
-    train = collect(model, train_loader)
-    test = collect(model, datamodule.test_dataloader())
-    result = evaluate(train, test, config.get("feature_layer", 3))
+    result = normality(model, train_loader, datamodule.test_dataloader())
+    if not args.normality_only:
+        train = collect(model, train_loader)
+        test = collect(model, datamodule.test_dataloader())
+        result.update(evaluate(train, test, model.model.discriminator.feature_layer))
     result["model_file"] = str(args.model_file)
     for key, value in sorted(result.items()):
         print(f"{key:28s} {value}")  # noqa: T201

@@ -26,6 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--output", required=True, type=Path, help="Output folder")
     parser.add_argument("--force", action="store_true", help="Run jobs again even when results exist")
     parser.add_argument("--threads", type=int, help="torch CPU threads (overrides the configuration's `threads`)")
+    parser.add_argument("--seeds", type=int, nargs="+", help="Run only these seeds (overrides the configuration's)")
+    parser.add_argument("--presets", nargs="+", help="Run only the models with these presets")
     parser.add_argument("--no-progress", action="store_true", help="Hide the progress bar")
     parser.add_argument("--verbose", action="store_true", help="Keep Lightning's and anomalib's info logs")
     parser.add_argument("--allow-failures", action="store_true", help="Exit with status 0 even when a job failed")
@@ -54,6 +56,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     config = load_config(args.config)
     if args.threads:
         config = dataclasses.replace(config, threads=args.threads)
+    if args.seeds:
+        config = dataclasses.replace(config, seeds=tuple(args.seeds))
+    if args.presets:
+        models = tuple(model for model in config.models if model.preset in args.presets)
+        if not models:
+            print(f"No model of {args.config} has a preset among {args.presets}", file=sys.stderr)  # noqa: T201
+            return 2
+        config = dataclasses.replace(config, models=models)
     rows = run_leaderboard(config, args.output, force=args.force, progress=not args.no_progress)
     print(summary(rows))  # noqa: T201
     print(f"Leaderboard: {(args.output / 'leaderboard.md').resolve()}")  # noqa: T201

@@ -103,9 +103,8 @@ def export_metadata(model: nn.Module) -> dict[str, str]:
     torch_model = getattr(model, "model", model)
     post = getattr(model, "post_processor", None)
     image_size = getattr(model, "image_size", None)
-    if image_size is None and hasattr(torch_model, "generator"):
-        latent = torch_model.generator.memory.h.shape[-2:]
-        image_size = (8 * latent[0], 8 * latent[1])
+    if image_size is None:
+        image_size = getattr(torch_model, "image_size", None)
     values: dict[str, Any] = {
         "image_size": ",".join(str(int(side)) for side in image_size) if image_size else "",
         "in_channels": getattr(torch_model, "in_channels", ""),

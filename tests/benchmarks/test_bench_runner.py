@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pandas as pd
 
@@ -88,3 +89,26 @@ def test_markdown_parses_and_ranks(smoke_run):
     by_model = {row["model"]: row["image_auroc"] for row in rows if row["score"] == "model" and row["status"] == "ok"}
     expected = sorted(by_model, key=lambda model: -by_model[model])
     assert [entry["Model"] for entry in ranked] == expected
+
+
+def test_cli_runs_a_subset_of_seeds_and_presets(monkeypatch, tmp_path):
+    """--seeds and --presets narrow the configuration (e.g. to run seeds on two machines, then merge)."""
+    import anomalib_maa.benchmark.runner as runner
+    from anomalib_maa.benchmark.cli import main
+
+    seen = {}
+
+    def fake_run(config, output, force=False, progress=True):  # noqa: ARG001
+        seen["config"] = config
+        return []
+
+    monkeypatch.setattr(runner, "run_leaderboard", fake_run)
+    config = str(Path(__file__).resolve().parents[2] / "benchmarks" / "configs" / "ksdd_ablation.yaml")
+    assert main(["--config", config, "--output", str(tmp_path), "--seeds", "1", "2", "--presets", "memory-none"]) == 0
+    assert seen["config"].seeds == (1, 2)
+    assert [model.preset for model in seen["config"].models] == ["memory-none"]
+    assert [job.job_id for job in seen["config"].jobs()] == [
+        "Maa-memory-none__ksdd__seed1",
+        "Maa-memory-none__ksdd__seed2",
+    ]
+    assert main(["--config", config, "--output", str(tmp_path), "--presets", "no-such-preset"]) == 2

@@ -103,6 +103,15 @@ def test_local_fmd_score_is_the_worst_window_of_the_same_features():
         MaaModel((32, 32), n_features=4, score="patch")
 
 
+def test_no_memory_ablation_has_no_cell():
+    model = MaaModel((32, 32), n_features=2, memory="none").eval()
+    assert isinstance(model.generator.memory, torch.nn.Identity)
+    assert not any("memory" in name for name, _ in model.named_parameters())
+    with torch.no_grad():
+        out = model(torch.rand(1, 3, 32, 32) * 2 - 1)
+    assert torch.isfinite(out.pred_score).all()
+
+
 def test_tiled_model_scores_an_image_by_its_worst_tile():
     torch.manual_seed(0)
     model = MaaModel((64, 96), n_features=2, feature_layer=2, tile_size=(32, 32), score="local_fmd").eval()

@@ -76,7 +76,8 @@ class Maa(AnomalibModule):
         lambda_adv: Weight of the adversarial term.
         lambda_rec: Weight of the paired pixel reconstruction term (0 = the paper's objective).
         lambda_rec_feat: Weight of the paired Markov-feature reconstruction term.
-        memory: ``"persistent"`` (state buffers updated across training batches) or ``"zero"``.
+        memory: ``"persistent"`` (state buffers updated across training batches), ``"zero"`` or ``"none"``
+            (no memory cell, for the ablation).
         feature_layer: Discriminator layer (1-4) that feeds the Markov encoder; 4 = 512 channels.
         fmd_method: ``"eigh"`` (exact) or ``"newton_schulz"`` (matmul-only, exportable to ONNX).
         map_window: Window of the local-variance anomaly map.

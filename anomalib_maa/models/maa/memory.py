@@ -10,7 +10,8 @@ from torch import nn
 
 from anomalib_maa.distributed import is_distributed, weighted_all_reduce_mean
 
-MemoryMode = Literal["persistent", "zero"]
+MemoryMode = Literal["persistent", "zero", "none"]
+"""``"none"`` (no cell at all, the ablation "without memory") is handled by the generator."""
 
 
 class AutoMemory(nn.Module):

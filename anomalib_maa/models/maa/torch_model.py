@@ -27,7 +27,8 @@ class Generator(nn.Module):
         image_size: Input size ``(H, W)``; both must be multiples of 8.
         in_channels: Image channels.
         n_features: First encoder width (16 in Table I; the latent has ``16 * n_features`` channels).
-        memory: ``"persistent"`` (state kept across batches) or ``"zero"`` (per-sample zero state).
+        memory: ``"persistent"`` (state kept across batches), ``"zero"`` (per-sample zero state) or
+            ``"none"`` (no memory cell: the ResNet stacks meet directly, the paper's ablation).
     """
 
     def __init__(
@@ -44,7 +45,7 @@ class Generator(nn.Module):
             raise ValueError(msg)
         latent = 16 * n_features
         self.encoder = Encoder(in_channels, n_features)
-        self.memory = AutoMemory(latent, (height // 8, width // 8), memory)
+        self.memory = nn.Identity() if memory == "none" else AutoMemory(latent, (height // 8, width // 8), memory)
         self.decoder = Decoder(in_channels, n_features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -77,7 +78,7 @@ class MaaModel(nn.Module):
         in_channels: Image channels (3, or 1 for grayscale lines).
         n_features: Generator width; the discriminator's first width is ``4 * n_features``
             (16 -> 64, as in the paper), so one argument scales the whole model.
-        memory: ``"persistent"`` or ``"zero"`` auto-memory state.
+        memory: ``"persistent"``, ``"zero"`` or ``"none"`` (no memory cell) auto-memory.
         feature_layer: Discriminator layer (1-4) that feeds the Markov encoder f(x).
         fmd_method: ``"eigh"`` (exact) or ``"newton_schulz"`` (matmul-only, exportable); ``"polar"``
             (matmul-only and float32-safe) is what ONNX/OpenVINO exports compute (``docs/deployment.md``).
