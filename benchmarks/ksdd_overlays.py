@@ -47,7 +47,7 @@ def main() -> None:
     parser.add_argument("--ckpt_path", type=Path, required=True)
     parser.add_argument("--output", type=Path, required=True)
     parser.add_argument("--root", default="../shared/data/KolektorSDD")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the split the model was trained on")
+    parser.add_argument("--seed", type=int, default=42, help="seed of the split (42: the datamodule default)")
     parser.add_argument("--n-defect", type=int, default=4)
     parser.add_argument("--n-good", type=int, default=2)
     args = parser.parse_args()
