@@ -3,7 +3,10 @@
 The leaderboard stores each job's raw test scores (``scores/<job>.csv``) and its Pauta report
 (``runs/<job>/**/pauta_threshold.json``, with the mean μ and standard deviation σ of the scores of
 the defect-free training images), so every γ (threshold ``T = μ + γσ``) is evaluated from the same
-run, without re-training or re-scoring. Prints a Markdown table (mean ± sd over seeds) and writes
+run, without re-training or re-scoring. ``--method lognormal`` (``T = exp(μ_log + γσ_log)`` of the
+log scores) and ``--method empirical`` (``T`` = the Φ(γ) quantile) need the training images' scores
+themselves, which the post-processor keeps in the checkpoint (run with ``keep_checkpoints: true``).
+Prints a Markdown table (mean ± sd over seeds) and writes
 ``gamma_table.md`` and ``gamma_table.csv`` into the run folder.
 
 Example:
@@ -18,9 +21,31 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
+from scipy import stats
 
 
-def job_rates(results: Path, job_id: str, gammas: list[float]) -> list[dict]:
+def training_scores(results: Path, job_id: str) -> np.ndarray:
+    """The defect-free training images' scores kept by the Pauta post-processor in the checkpoint."""
+    checkpoints = sorted((results / "runs" / job_id).rglob("*.ckpt"))
+    if not checkpoints:
+        msg = f"No checkpoint under {results / 'runs' / job_id}: run the leaderboard with keep_checkpoints: true"
+        raise FileNotFoundError(msg)
+    state = torch.load(checkpoints[-1], map_location="cpu", weights_only=False)["state_dict"]
+    return state["post_processor.train_scores"].double().numpy()
+
+
+def threshold(method: str, gamma: float, report: dict, train: np.ndarray | None) -> float:
+    """The image threshold of one rule."""
+    if method == "normal":
+        return report["image"]["mean"] + gamma * report["image"]["std"]
+    if method == "lognormal":
+        logs = np.log(train)
+        return float(np.exp(logs.mean() + gamma * logs.std(ddof=1)))
+    return float(np.quantile(train, stats.norm.cdf(gamma)))
+
+
+def job_rates(results: Path, job_id: str, gammas: list[float], method: str = "normal") -> list[dict]:
     """Recall and false-alarm rate of one job at each γ."""
     reports = sorted((results / "runs" / job_id).rglob("pauta_threshold.json"))
     if not reports:
@@ -28,7 +53,7 @@ def job_rates(results: Path, job_id: str, gammas: list[float]) -> list[dict]:
         raise FileNotFoundError(msg)
     report = json.loads(reports[-1].read_text())
     scores = pd.read_csv(results / "scores" / f"{job_id}.csv")
-    mean, std = report["image"]["mean"], report["image"]["std"]
+    train = training_scores(results, job_id) if method != "normal" else None
     raw = scores["score"].to_numpy(dtype=np.float64)
     check = (raw > report["image"]["threshold"]).astype(int)
     if not np.array_equal(check, scores["pred_label"].to_numpy().astype(int)):
@@ -37,10 +62,11 @@ def job_rates(results: Path, job_id: str, gammas: list[float]) -> list[dict]:
     labels = scores["gt_label"].to_numpy().astype(bool)
     rows = []
     for gamma in gammas:
-        flagged = raw > mean + gamma * std
+        flagged = raw > threshold(method, gamma, report, train)
         rows.append(
             {
                 "job_id": job_id,
+                "method": method,
                 "gamma": gamma,
                 "recall": float(flagged[labels].mean()),
                 "false_alarm_rate": float(flagged[~labels].mean()),
@@ -56,6 +82,7 @@ def main() -> None:
     parser.add_argument("--results", type=Path, required=True, help="output folder of benchmarks/leaderboard.py")
     parser.add_argument("--gammas", type=float, nargs="+", default=[0.0, 1.0, 2.0, 3.0])
     parser.add_argument("--model", default="Maa", help="model name in results.csv")
+    parser.add_argument("--method", choices=["normal", "lognormal", "empirical"], default="normal")
     args = parser.parse_args()
     table = pd.read_csv(args.results / "results.csv")
     jobs = table[(table.model == args.model) & (table.score == "model") & (table.status == "ok")]
@@ -64,11 +91,13 @@ def main() -> None:
         raise SystemExit(msg)
     rows = []
     for job in jobs.itertuples():
-        for row in job_rates(args.results, job.job_id, args.gammas):
+        for row in job_rates(args.results, job.job_id, args.gammas, args.method):
             rows.append({**row, "preset": job.preset, "seed": job.seed})
     frame = pd.DataFrame(rows)
-    frame.to_csv(args.results / "gamma_table.csv", index=False)
-    lines = ["| preset | γ | recall (defective) | false-alarm rate (good) | seeds |", "|---|---|---|---|---|"]
+    suffix = "" if args.method == "normal" else f"_{args.method}"
+    frame.to_csv(args.results / f"gamma_table{suffix}.csv", index=False)
+    lines = [f"Pauta rule: {args.method}", ""]
+    lines += ["| preset | γ | recall (defective) | false-alarm rate (good) | seeds |", "|---|---|---|---|---|"]
     for (preset, gamma), group in frame.groupby(["preset", "gamma"], sort=True):
         recall, fa = group["recall"], group["false_alarm_rate"]
         sd = lambda s: f" ± {s.std(ddof=1):.3f}" if len(s) > 1 else ""  # noqa: E731
@@ -76,7 +105,7 @@ def main() -> None:
             f"| {preset} | {gamma:g} | {recall.mean():.3f}{sd(recall)} | {fa.mean():.3f}{sd(fa)} | {len(group)} |"
         )
     text = "\n".join(lines) + "\n"
-    (args.results / "gamma_table.md").write_text(text)
+    (args.results / f"gamma_table{suffix}.md").write_text(text)
     print(text)  # noqa: T201
 
 

@@ -48,8 +48,13 @@ logger = logging.getLogger(__name__)
 DEFAULT_GAMMA = 3.0
 """γ when neither ``gamma`` nor ``false_alarm_rate`` is given: the classical Pauta (3σ) criterion."""
 
-_METHODS = ("normal", "empirical")
+_METHODS = ("normal", "lognormal", "empirical")
 _SOURCES = ("train", "val")
+_RULES = {
+    "normal": "mu + gamma * sigma",
+    "lognormal": "exp(mu_log + gamma * sigma_log) of the log scores",
+    "empirical": "empirical (1 - alpha) quantile",
+}
 _REPORT_JSON = "pauta_threshold.json"
 _REPORT_PNG = "pauta_histogram.png"
 
@@ -79,10 +84,12 @@ class PautaPostProcessor(PostProcessor):
             Pauta criterion) unless ``false_alarm_rate`` is given.
         false_alarm_rate: Target false-alarm rate ``α`` on defect-free images, in (0, 1); sets
             ``γ = Φ⁻¹(1 − α)``. Mutually exclusive with ``gamma``.
-        method: ``"normal"`` (``T = μ + γσ``) or ``"empirical"`` (``T`` = the ``1 − α`` quantile
-            of the training scores, with ``α = false_alarm_rate`` or ``1 − Φ(γ)``), for when the
-            normality test rejects the normal model. Defaults to ``None``: ``"normal"`` unless a
-            loaded checkpoint says otherwise.
+        method: ``"normal"`` (``T = μ + γσ``), ``"lognormal"`` (the same rule on the logarithm of
+            the scores, ``T = exp(μ_log + γσ_log)``, for positive scores spread over orders of
+            magnitude, such as FMDs; the pixel threshold keeps the normal rule) or ``"empirical"``
+            (``T`` = the ``1 − α`` quantile of the training scores, with ``α = false_alarm_rate``
+            or ``1 − Φ(γ)``), for when the normality test rejects the normal model. Defaults to
+            ``None``: ``"normal"`` unless a loaded checkpoint says otherwise.
         stats_source: ``"train"`` (the training images) or ``"val"`` (the normal images of the
             validation split, e.g. ``val_split_mode="from_train"``; anomalous ones are skipped).
         enable_normalization: Normalise scores and maps so that the thresholds map to 0.5.
@@ -356,6 +363,9 @@ class PautaPostProcessor(PostProcessor):
         if self._method == "normal":
             image = _pauta(self.image_mean, self.image_std, self._gamma)
             pixel = _pauta(self.pixel_mean, self.pixel_std, self._gamma)
+        elif self._method == "lognormal":
+            image = _lognormal_threshold(self.train_scores.detach().cpu().double().numpy(), self._gamma)
+            pixel = _pauta(self.pixel_mean, self.pixel_std, self._gamma)
         else:
             level = 1.0 - self.tail_probability
             scores = self.train_scores.detach().cpu().double().numpy()
@@ -375,9 +385,10 @@ class PautaPostProcessor(PostProcessor):
         """
         scores = self.train_scores.detach().cpu().double().numpy()
         threshold = _item(self._image_threshold)
-        normality = normality_test(scores)
+        logs = self._method == "lognormal" and scores.size > 0 and bool((scores > 0).all())
+        normality = normality_test(np.log(scores) if logs else scores)
         report: dict[str, Any] = {
-            "rule": "mu + gamma * sigma" if self._method == "normal" else "empirical (1 - alpha) quantile",
+            "rule": _RULES[self._method],
             "method": self._method,
             "stats_source": self._stats_source,
             "gamma": self._gamma,
@@ -403,6 +414,7 @@ class PautaPostProcessor(PostProcessor):
             },
             "normality": {
                 **normality,
+                "of": "log scores" if logs else "scores",
                 "normal_at_0.05": None if normality["test"] is None else bool(normality["p_value"] >= 0.05),
             },
         }
@@ -415,10 +427,11 @@ class PautaPostProcessor(PostProcessor):
         if p_value is not None and p_value < 0.05:
             msg = (
                 f"Normality of the {normality['n']} defect-free scores is rejected by "
-                f"{normality['test']} (p = {p_value:.3g} < 0.05): the false-alarm rate implied by "
-                f"gamma = {self._gamma:.3g} may be off. Consider method='empirical'."
+                f"{normality['test']} (p = {p_value:.3g} < 0.05, {normality.get('of', 'scores')}): the false-alarm "
+                f"rate implied by gamma = {self._gamma:.3g} may be off. Consider method='lognormal' (positive "
+                "scores spread over orders of magnitude) or method='empirical'."
             )
-            if self._method == "normal":
+            if self._method in {"normal", "lognormal"}:
                 warnings.warn(msg, UserWarning, stacklevel=2)
             logger.warning(msg)
 
@@ -760,6 +773,25 @@ class PautaPostProcessor(PostProcessor):
 
 
 # ---------------------------------------------------------------------- helpers
+
+
+def _lognormal_threshold(scores: np.ndarray, gamma: float) -> float:
+    """``exp(μ + γσ)`` of ``log(scores)``; NaN before fitting.
+
+    Raises:
+        ValueError: If a score is zero or negative (no logarithm).
+    """
+    if scores.size == 0:
+        return float("nan")
+    if (scores <= 0).any():
+        msg = (
+            f"method='lognormal' needs positive scores, but {int((scores <= 0).sum())} of the {scores.size} "
+            f"defect-free scores are <= 0 (min {scores.min():.4g}); use method='normal' or 'empirical'"
+        )
+        raise ValueError(msg)
+    logs = np.log(scores)
+    std = float(np.std(logs, ddof=1)) if logs.size > 1 else 0.0
+    return float(np.exp(np.mean(logs) + gamma * std))
 
 
 def _pauta(mean: torch.Tensor, std: torch.Tensor, gamma: float) -> float:

@@ -98,6 +98,26 @@ def test_empirical_method_uses_quantile() -> None:
     )
 
 
+def test_lognormal_method_fits_the_log_scores() -> None:
+    """Log-normal scores: T = exp(mean + gamma * sd of the logs), normal in log space (no warning)."""
+    rng = np.random.default_rng(0)
+    scores = torch.as_tensor(np.exp(rng.normal(2.0, 1.5, size=300)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        report = PautaPostProcessor(gamma=1.0, method="lognormal").fit_scores(scores)
+    logs = np.log(scores.numpy())
+    assert report["image"]["threshold"] == pytest.approx(np.exp(logs.mean() + logs.std(ddof=1)), rel=1e-6)
+    assert report["normality"]["of"] == "log scores"
+    assert report["normality"]["normal_at_0.05"] is True
+    # about 1 - Phi(1) = 15.9 % of such scores lie above it; the normal rule on the raw scores is far off
+    assert np.mean(scores.numpy() > report["image"]["threshold"]) == pytest.approx(0.159, abs=0.05)
+    with pytest.warns(UserWarning, match="lognormal"):
+        normal = PautaPostProcessor(gamma=1.0).fit_scores(scores)
+    assert np.mean(scores.numpy() > normal["image"]["threshold"]) < 0.1
+    with pytest.raises(ValueError, match="positive scores"):
+        PautaPostProcessor(method="lognormal").fit_scores(torch.tensor([1.0, 0.0, 2.0]))
+
+
 def test_normality_test_choice_and_warning() -> None:
     rng = np.random.default_rng(0)
     assert normality_test(rng.normal(size=50))["test"] == "dagostino_pearson"

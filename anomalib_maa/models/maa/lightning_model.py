@@ -94,6 +94,9 @@ class Maa(AnomalibModule):
         gamma: γ of the default Pauta threshold ``T = μ + γσ`` over the FMD scores of the
             defect-free training images (0 favours recall of defects, 2-3 few false alarms).
         false_alarm_rate: Alternative to ``gamma``: target rate α, γ = Φ⁻¹(1 − α).
+        threshold_method: Rule of the default Pauta post-processor: ``"normal"`` (``μ + γσ``, the
+            paper's), ``"lognormal"`` (the same on log scores: FMDs of normal images spread over
+            orders of magnitude) or ``"empirical"`` (a quantile of the training scores).
         pre_processor: Pre-processor, or ``True`` for resize + mapping to [-1, 1].
         post_processor: Post-processor, or ``True`` for :class:`PautaPostProcessor` with
             ``gamma`` / ``false_alarm_rate``.
@@ -130,6 +133,7 @@ class Maa(AnomalibModule):
         ab_seed: int = 0,
         gamma: float | None = DEFAULT_GAMMA,
         false_alarm_rate: float | None = None,
+        threshold_method: Literal["normal", "lognormal", "empirical"] = "normal",
         pre_processor: PreProcessor | bool = True,
         post_processor: PostProcessor | bool = True,
         evaluator: Evaluator | bool = True,
@@ -144,7 +148,7 @@ class Maa(AnomalibModule):
         if post_processor is True:
             if false_alarm_rate is not None:
                 gamma = None  # the false-alarm rate sets gamma
-            post_processor = PautaPostProcessor(gamma=gamma, false_alarm_rate=false_alarm_rate)
+            post_processor = PautaPostProcessor(gamma=gamma, false_alarm_rate=false_alarm_rate, method=threshold_method)
         super().__init__(
             pre_processor=pre_processor,
             post_processor=post_processor,
