@@ -31,19 +31,7 @@ from sklearn.metrics import roc_auc_score
 
 from anomalib_maa import Maa, frechet_markov_distance
 from anomalib_maa.data import Ksdd
-
-
-def local_fmd(f_in: torch.Tensor, f_rec: torch.Tensor, window: int) -> torch.Tensor:
-    """Maximum over half-overlapping windows of ``window`` x ``window`` patches of the FMD."""
-    stride = max(1, window // 2)
-    b, c = f_in.shape[:2]
-
-    def windows(f: torch.Tensor) -> torch.Tensor:
-        tiles = f.unfold(2, window, stride).unfold(3, window, stride)  # B, C, nh, nw, w, w
-        return tiles.permute(0, 2, 3, 1, 4, 5).reshape(-1, c, window, window)
-
-    scores = frechet_markov_distance(windows(f_in), windows(f_rec))
-    return scores.reshape(b, -1).amax(dim=1)
+from anomalib_maa.metrics.fmd import local_maximum
 
 
 class ScoreProbe(Callback):
@@ -85,7 +73,9 @@ class ScoreProbe(Callback):
                     diff = (fx - fr).abs()
                     scores.setdefault("markov_l1", []).append(diff.mean(dim=(1, 2, 3)))
                     scores.setdefault("patch_max", []).append(diff.mean(dim=1).flatten(1).amax(dim=1))
-                    scores.setdefault("local_fmd", []).append(local_fmd(fx, fr, self.window))
+                    scores.setdefault("local_fmd", []).append(
+                        local_maximum(frechet_markov_distance, fx, fr, self.window, stride=max(1, self.window // 2))
+                    )
             amap = model.anomaly_map_generator(chunk, recon)
             scores.setdefault("l1", []).append((chunk - recon).abs().mean(dim=(1, 2, 3)))
             scores.setdefault("map_max", []).append(amap.flatten(1).amax(dim=1))

@@ -261,6 +261,15 @@ def _float(value: str | None) -> float:
         return float("nan")
 
 
+def _torch_load(path: Path, kind: str) -> Any:  # noqa: ANN401
+    """``torch.load`` on the CPU, or a :class:`PredictionError` naming the file and what it should be."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=False)  # noqa: S614 - trusted by the user
+    except Exception as error:
+        msg = f"{path} is not a readable {kind}: {error}"
+        raise PredictionError(msg) from error
+
+
 def check_maa_checkpoint(path: Path) -> None:
     """Refuse a file that is not a Lightning checkpoint of a MAA model.
 
@@ -270,11 +279,7 @@ def check_maa_checkpoint(path: Path) -> None:
     Raises:
         PredictionError: Naming the file, and for another model its modules and hyperparameters.
     """
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)  # noqa: S614 - trusted by the user
-    except Exception as error:
-        msg = f"{path} is not a readable PyTorch Lightning checkpoint: {error}"
-        raise PredictionError(msg) from error
+    checkpoint = _torch_load(path, "PyTorch Lightning checkpoint")
     state = checkpoint.get("state_dict") if isinstance(checkpoint, dict) else None
     if not isinstance(state, dict):
         msg = f"{path} is not a Lightning checkpoint (no 'state_dict')"
@@ -305,11 +310,7 @@ def _load_lightning_checkpoint(path: Path, device: str) -> Any:  # noqa: ANN401
 def _load_torch_export(path: Path) -> Any:  # noqa: ANN401
     from anomalib_maa import Maa
 
-    try:
-        content = torch.load(path, map_location="cpu", weights_only=False)  # noqa: S614 - trusted by the user
-    except Exception as error:
-        msg = f"{path} is not a readable torch export: {error}"
-        raise PredictionError(msg) from error
+    content = _torch_load(path, "torch export")
     model = content.get("model") if isinstance(content, dict) else content
     if not isinstance(model, Maa):
         msg = f"{path} holds a {type(model).__name__}, not a MAA model"
