@@ -1,18 +1,21 @@
 """Input checks shared by the datamodules.
 
-Every file a datamodule uses is decoded once in ``setup`` so that a missing, unreadable or truncated file, or a
-mask of the wrong size, stops the run with an error that names the file before any training starts. Nothing here
-writes to the dataset folder.
+Every file a datamodule uses is decoded once (:func:`inspect_image` remembers the files it decoded) so that a
+missing, unreadable or truncated file, or a mask of the wrong size, stops the run with an error that names the file
+before any training starts. Nothing here writes to the dataset folder.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageFile
+
+from anomalib_maa.errors import InputError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 """Suffixes (compared case-insensitively) of the files the datamodules treat as images; others are ignored."""
@@ -23,7 +26,11 @@ LOSSY_EXTENSIONS = (".jpg", ".jpeg")
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
 
 
-class DatasetError(ValueError):
+ALPHA_MODES = ("LA", "La", "PA", "RGBA", "RGBa")
+"""Pillow modes with an alpha channel (grayscale or colour + alpha)."""
+
+
+class DatasetError(InputError):
     """A file or folder of a dataset cannot be used; the message names it."""
 
 
@@ -119,8 +126,62 @@ def load_image(path: Path, mode: str | None = None) -> Image.Image:
         raise DatasetError(msg) from error
 
 
+@dataclass(frozen=True)
+class ImageInfo:
+    """What a full decode of an image file found.
+
+    Attributes:
+        size: ``(width, height)``.
+        mode: Pillow mode (``"L"``, ``"RGB"``, ``"I;16"``, ``"RGBA"``, ...).
+    """
+
+    size: tuple[int, int]
+    mode: str
+
+    @property
+    def bands(self) -> int:
+        """Channel count of the file (1 for grayscale and 16-bit, 3 for RGB, 4 for RGBA)."""
+        return Image.getmodebands(self.mode)
+
+
+_INSPECTED: dict[tuple[str, int, int], ImageInfo] = {}
+"""Files already decoded in this process, keyed by path, modification time and size (each is checked once)."""
+
+
+def inspect_image(path: Path) -> ImageInfo:
+    """Decode an image file once (per process and file version) and return its size and mode.
+
+    Args:
+        path: Image file.
+
+    Returns:
+        The file's :class:`ImageInfo`.
+
+    Raises:
+        DatasetError: When the file is missing or cannot be decoded, or its pixel values cannot be scaled to
+            [0, 1] (32-bit integer or float images out of range, see :mod:`anomalib_maa.io`).
+    """
+    path = Path(path)
+    try:
+        stat = path.stat()
+    except OSError as error:
+        msg = f"Cannot read image file {path}: {error.strerror or error}"
+        raise DatasetError(msg) from error
+    key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
+    if key in _INSPECTED:
+        return _INSPECTED[key]
+    image = load_image(path)
+    if image.mode in ("I", "F"):
+        from anomalib_maa.io import image_to_tensor
+
+        image_to_tensor(image, path)
+    info = ImageInfo(size=image.size, mode=image.mode)
+    _INSPECTED[key] = info
+    return info
+
+
 def check_image(path: Path) -> tuple[int, int]:
-    """Decode an image file once and return its size.
+    """Decode an image file once and return its size (see :func:`inspect_image`).
 
     Args:
         path: Image file.
@@ -129,15 +190,9 @@ def check_image(path: Path) -> tuple[int, int]:
         ``(width, height)``.
 
     Raises:
-        DatasetError: When the file cannot be decoded, or its pixel values cannot be scaled to [0, 1] (32-bit
-            integer or float images out of range, see :mod:`anomalib_maa.io`).
+        DatasetError: When the file cannot be decoded or its pixel values cannot be scaled to [0, 1].
     """
-    image = load_image(path)
-    if image.mode in ("I", "F"):
-        from anomalib_maa.io import image_to_tensor
-
-        image_to_tensor(image, path)
-    return image.size
+    return inspect_image(path).size
 
 
 def read_defect_mask(path: Path, image_size: tuple[int, int], image_path: Path | None = None) -> np.ndarray:
@@ -161,7 +216,10 @@ def read_defect_mask(path: Path, image_size: tuple[int, int], image_path: Path |
     if mask.size != image_size:
         width, height = image_size
         owner = f"its image {image_path}" if image_path else "its image"
-        msg = f"Mask {path} is {mask.width}x{mask.height} pixels but {owner} is {width}x{height}"
+        msg = (
+            f"Mask {path} is {mask.width}x{mask.height} pixels but {owner} is {width}x{height}: give each "
+            "defective image a mask of its own size (check that the mask folder pairs the right files)"
+        )
         raise DatasetError(msg)
     threshold = 127 if path.suffix.lower() in LOSSY_EXTENSIONS else 0
     return np.asarray(mask) > threshold

@@ -62,9 +62,13 @@ def _predict_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", default="cpu", help="cpu, cuda, auto, or an OpenVINO device (default: cpu)")
     parser.add_argument("--no_overlays", action="store_true", help="Write the CSV only")
     parser.add_argument("--no_progress", action="store_true", help="Hide the progress bar")
-    parser.add_argument(
-        "--drop_alpha", action="store_true", help="Accept RGBA / gray+alpha images and drop the alpha channel"
+    alpha = parser.add_mutually_exclusive_group()
+    alpha.add_argument(
+        "--drop_alpha",
+        action="store_true",
+        help="Accept RGBA / gray+alpha images and drop the alpha channel, as training does (the default)",
     )
+    alpha.add_argument("--refuse_alpha", action="store_true", help="Refuse images with an alpha channel")
     return parser
 
 
@@ -92,7 +96,7 @@ def predict_main(args: Sequence[str]) -> None:
             device=options.device,
             overlays=not options.no_overlays,
             progress=not options.no_progress,
-            drop_alpha=options.drop_alpha,
+            drop_alpha=not options.refuse_alpha,
         )
     except (PredictionError, FileNotFoundError, FileExistsError, ValueError) as error:
         print(f"anomalib-maa predict: error: {error}", file=sys.stderr)  # noqa: T201

@@ -21,8 +21,9 @@ antialiasing (as the Lightning pre-processor does) and scored in batches. The ou
 
 Errors: a corrupt or unreadable image is logged and gets an error row, the rest is predicted;
 non-image files are skipped; a missing model file, a checkpoint of another model, or an image
-with a channel count other than 1 or 3 (e.g. RGBA, unless ``drop_alpha=True``) raise an error
-naming the file, before anything is written; existing outputs are kept unless ``overwrite=True``.
+with a channel count other than 1 or 3 (CMYK; RGBA and gray + alpha when ``drop_alpha=False``) raise an
+error naming the file, before anything is written; by default the alpha is dropped, exactly as in training
+(:class:`~anomalib_maa.callbacks.DataGuard`); existing outputs are kept unless ``overwrite=True``.
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ import torch
 from PIL import Image, UnidentifiedImageError
 from torchvision.transforms.v2 import functional as TF  # noqa: N812
 from tqdm.auto import tqdm
+
+from anomalib_maa.data.checks import ALPHA_MODES
 
 __all__ = [
     "CSV_COLUMNS",
@@ -65,7 +68,7 @@ CSV_COLUMNS = ("image_path", "score", "normalized_score", "label", "threshold", 
 _CSV_NAME = "predictions.csv"
 _OVERLAY_DIR = "overlays"
 _ACCEPTED_BANDS = (1, 3)
-_ALPHA_MODES = ("LA", "La", "PA", "RGBA", "RGBa")
+_ALPHA_MODES = ALPHA_MODES
 
 
 class PredictionError(ValueError):
@@ -393,13 +396,13 @@ def _channel_count(path: Path) -> tuple[int, str] | None:
         return None
 
 
-def check_channels(images: Iterable[Path], drop_alpha: bool = False) -> None:
+def check_channels(images: Iterable[Path], drop_alpha: bool = True) -> None:
     """Refuse images whose channel count is neither 1 (grayscale) nor 3 (RGB).
 
     Args:
         images: Image files.
         drop_alpha: Accept grayscale or RGB images with an alpha channel (the alpha is dropped when
-            the image is read, as anomalib and the plugin's datamodules do).
+            the image is read, as in training). Defaults to ``True``.
 
     Raises:
         PredictionError: Naming every such image, its channel count and mode.
@@ -414,7 +417,7 @@ def check_channels(images: Iterable[Path], drop_alpha: bool = False) -> None:
         shown = "; ".join(wrong[:5]) + (f"; and {len(wrong) - 5} more" if len(wrong) > 5 else "")  # noqa: PLR2004
         msg = (
             f"Wrong channel count: MAA takes 1-channel (grayscale) or 3-channel (RGB) images, got {shown}. "
-            "Convert them first, or pass drop_alpha=True (--drop_alpha) for images with an alpha channel."
+            "Convert them to RGB or grayscale first."
         )
         raise PredictionError(msg)
 
@@ -495,7 +498,7 @@ def predict_folder(
     device: str = "cpu",
     overlays: bool = True,
     progress: bool = True,
-    drop_alpha: bool = False,
+    drop_alpha: bool = True,
 ) -> list[dict[str, Any]]:
     """Score an image or a folder of images; write ``predictions.csv`` and overlay PNGs.
 
@@ -508,9 +511,9 @@ def predict_folder(
         device: ``"cpu"``, ``"cuda"``, ``"auto"`` (or an OpenVINO device for exported models).
         overlays: Write the overlay PNGs.
         progress: Show a progress bar.
-        drop_alpha: Accept images with an alpha channel (RGBA, gray + alpha) and drop the alpha;
-            by default they are refused, since a deployed line's images should match the
-            training images' format.
+        drop_alpha: Accept images with an alpha channel (RGBA, gray + alpha) and drop the alpha, as
+            training does (:class:`~anomalib_maa.callbacks.DataGuard`). Defaults to ``True``; ``False``
+            refuses them.
 
     Returns:
         The CSV rows as dicts (see :data:`CSV_COLUMNS`), in file order.

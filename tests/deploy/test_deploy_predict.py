@@ -123,10 +123,13 @@ def test_wrong_channel_count_is_refused(tiny_run, messy_folder, tmp_path):
     rgba = np.zeros((32, 32, 4), dtype=np.uint8)
     Image.fromarray(rgba, mode="RGBA").save(messy_folder / "line2" / "with_alpha.png")
     with pytest.raises(PredictionError, match=r"with_alpha\.png \(4 channels, RGBA\)"):
-        predict_folder(tiny_run.ckpt, messy_folder, output=tmp_path / "out")
+        predict_folder(tiny_run.ckpt, messy_folder, output=tmp_path / "out", drop_alpha=False)
     assert not (tmp_path / "out").exists()  # nothing written before the check
-    rows = predict_folder(tiny_run.ckpt, messy_folder, output=tmp_path / "out", drop_alpha=True, overlays=False)
+    rows = predict_folder(tiny_run.ckpt, messy_folder, output=tmp_path / "out", overlays=False)  # as training
     assert any(row["image_path"].endswith("with_alpha.png") and row["label"] in {0, 1} for row in rows)
+    Image.fromarray(rgba, mode="RGBA").convert("CMYK").save(messy_folder / "line2" / "cmyk.jpg")
+    with pytest.raises(PredictionError, match=r"cmyk\.jpg \(4 channels, CMYK\)"):
+        predict_folder(tiny_run.ckpt, messy_folder, output=tmp_path / "out2")
 
 
 def test_anomalib_predict_form_is_left_to_anomalib():

@@ -237,10 +237,14 @@ class Maa(AnomalibModule):
         run), :class:`~anomalib_maa.callbacks.ResumeState` (exact resume) and
         :class:`~anomalib_maa.callbacks.NewRunGuard` (no second fit on a used trainer). They come first so that
         their epoch-end and batch-end checks run before the post-processor fits or applies the threshold.
+        :func:`~anomalib_maa.callbacks.data_callbacks` come before them: every image and mask checked once, 16-bit
+        images read scaled, validation skipped when there is none, no empty run folder left by a failed run.
         """
+        from anomalib_maa.callbacks import data_callbacks
+
         callbacks = super().configure_callbacks()
         base = [callbacks] if isinstance(callbacks, Callback) else list(callbacks)
-        return [DivergenceGuard(), ResumeState(), NewRunGuard(), *base]
+        return [*data_callbacks(), DivergenceGuard(), ResumeState(), NewRunGuard(), *base]
 
     def setup(self, stage: str) -> None:
         """Under a DDP strategy, wrap with ``find_unused_parameters=True`` (see ``docs/scaling.md``).
