@@ -10,9 +10,14 @@ Example:
     'Maa'
 """
 
-from anomalib_maa.metrics.fmd import frechet_markov_distance
-from anomalib_maa.models import Maa, MaaModel
-from anomalib_maa.post_processing import PautaPostProcessor
+from anomalib_maa.console import is_cli_process, quiet_third_party_warnings
+
+if is_cli_process():  # the anomalib-maa command: before anomalib and timm are imported (never in tests)
+    quiet_third_party_warnings()
+
+from anomalib_maa.metrics.fmd import frechet_markov_distance  # noqa: E402
+from anomalib_maa.models import Maa, MaaModel  # noqa: E402
+from anomalib_maa.post_processing import PautaPostProcessor  # noqa: E402
 
 __all__ = ["Maa", "MaaModel", "PautaPostProcessor", "frechet_markov_distance"]
 __version__ = "0.1.0"

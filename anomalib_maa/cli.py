@@ -16,7 +16,13 @@ Every anomalib subcommand works as with ``anomalib`` (``train``, ``fit``, ``test
   ``.xml``) and writes ``predictions.csv`` and overlay PNGs (:mod:`anomalib_maa.deploy.cli`);
   anomalib's form (``--model ... --data ...``) still runs anomalib's predict;
 * ``anomalib-maa export --ckpt_path MODEL.ckpt --export_type onnx`` needs no ``--model`` for a MAA
-  checkpoint, and refuses a checkpoint of another model with a clear message.
+  checkpoint, and refuses a checkpoint of another model with a clear message;
+* every model's run gets :func:`~anomalib_maa.callbacks.data_callbacks` (every file checked once before the
+  first batch, 16-bit images read scaled, validation skipped without a validation set, no empty run folder after
+  a failure);
+* a bad argument or unusable file (:class:`~anomalib_maa.errors.InputError`) or a missing file is printed as one
+  ``error: ...`` line (exit status 2), ``--model maaa`` names the closest model, each log line is printed once and
+  the import-time FutureWarnings of timm and anomalib's dinov2 package are not shown (:mod:`anomalib_maa.console`).
 
 Example:
     ``anomalib-maa train --config configs/maa_cpu.yaml --data.root sample_data``
@@ -26,6 +32,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from jsonargparse import _typehints
 
@@ -59,14 +66,43 @@ def _seed_from_config(cli) -> None:  # noqa: ANN001
 def _seeded_cli_class():  # noqa: ANN202
     from anomalib.cli.cli import AnomalibCLI
 
+    from anomalib_maa.callbacks import data_callbacks
+
     class SeededAnomalibCLI(AnomalibCLI):
-        """anomalib's CLI that applies ``--seed_everything`` (anomalib 2.7 parses it but never seeds)."""
+        """anomalib's CLI that applies ``--seed_everything`` and adds the plugin's data callbacks to any model."""
 
         def before_instantiate_classes(self) -> None:
             super().before_instantiate_classes()
             _seed_from_config(self)
 
+        def instantiate_engine(self) -> None:
+            """Build anomalib's engine, with :func:`~anomalib_maa.callbacks.data_callbacks` for every model."""
+            super().instantiate_engine()
+            self.engine._cache.args.setdefault("callbacks", []).extend(data_callbacks())  # noqa: SLF001
+
     return SeededAnomalibCLI
+
+
+def _known_models() -> list[str]:
+    from anomalib.models.components import AnomalibModule
+
+    return [path.rsplit(".", 1)[1] for path in _typehints.get_all_subclass_paths(AnomalibModule)]
+
+
+def _check_model_name(args: Sequence[str]) -> None:
+    """Refuse ``--model NAME`` that is no known model, in one line naming the closest (``maaa`` -> ``maa``)."""
+    from anomalib_maa.console import unknown_model_message
+    from anomalib_maa.errors import InputError
+
+    for index, arg in enumerate(args):
+        name = arg.split("=", 1)[1] if arg.startswith("--model=") else None
+        if arg == "--model" and index + 1 < len(args):
+            name = args[index + 1]
+        if name is None or Path(name).suffix in {".yaml", ".yml", ".json"} or name.startswith(("{", "[")):
+            continue
+        message = unknown_model_message(name, _known_models())
+        if message:
+            raise InputError(message)
 
 
 def _install_name_resolution() -> None:
@@ -91,11 +127,20 @@ def main(argv: Sequence[str] | None = None) -> None:
         from anomalib_maa.deploy.cli import prepare_export_args
 
         args = ["export", *prepare_export_args(args[1:])]
-    from anomalib.loggers import configure_logger
+    from anomalib_maa.console import configure_logging, one_line_error, quiet_third_party_warnings
 
+    quiet_third_party_warnings()
     _install_name_resolution()
-    configure_logger()
-    _seeded_cli_class()(args)
+    configure_logging()
+    try:
+        _check_model_name(args)
+        _seeded_cli_class()(args)
+    except Exception as error:
+        message = one_line_error(error)
+        if message is None:
+            raise
+        print(f"error: {message}", file=sys.stderr)  # noqa: T201
+        raise SystemExit(2) from None
 
 
 if __name__ == "__main__":

@@ -29,7 +29,14 @@ from scipy import stats
 from torch.utils.data import DataLoader
 
 from anomalib_maa.distributed import broadcast_module_state
-from anomalib_maa.post_processing.report import json_safe, normality_test, plot_score_histogram
+from anomalib_maa.errors import InputError
+from anomalib_maa.post_processing.report import (
+    json_safe,
+    log_statistics,
+    normality_test,
+    plot_score_histogram,
+    threshold_rule,
+)
 from anomalib_maa.post_processing.scoring import (
     N_QUANTILES,
     PixelAccumulator,
@@ -129,7 +136,7 @@ class PautaPostProcessor(PostProcessor):
                 f"Give either gamma ({gamma}) or false_alarm_rate ({false_alarm_rate}), not both: "
                 "false_alarm_rate=α sets gamma = Φ⁻¹(1 − α)."
             )
-            raise ValueError(msg)
+            raise InputError(msg)
         self._gamma = DEFAULT_GAMMA
         self._false_alarm_rate: float | None = None
         self._method = _check_choice("method", method or "normal", _METHODS)
@@ -252,15 +259,18 @@ class PautaPostProcessor(PostProcessor):
         if false_alarm_rate is not None:
             alpha = float(false_alarm_rate)
             if not 0.0 < alpha < 1.0:
-                msg = f"false_alarm_rate must lie strictly between 0 and 1, got {false_alarm_rate}."
-                raise ValueError(msg)
+                msg = f"false_alarm_rate must lie strictly between 0 and 1 (e.g. 0.01 for 1 %), got {false_alarm_rate}."
+                raise InputError(msg)
             self._false_alarm_rate = alpha
             self._gamma = float(stats.norm.ppf(1.0 - alpha))
         else:
             value = float(gamma)  # type: ignore[arg-type]
-            if not math.isfinite(value):
-                msg = f"gamma must be a finite number, got {gamma}."
-                raise ValueError(msg)
+            if not math.isfinite(value) or value < 0:
+                msg = (
+                    f"gamma must be a finite number >= 0 (T = mu + gamma * sigma; 3 is the Pauta rule), got {gamma}: "
+                    "a negative gamma puts the threshold below the mean of defect-free scores."
+                )
+                raise InputError(msg)
             self._gamma = value
             self._false_alarm_rate = None
 
@@ -387,8 +397,10 @@ class PautaPostProcessor(PostProcessor):
         threshold = _item(self._image_threshold)
         logs = self._method == "lognormal" and scores.size > 0 and bool((scores > 0).all())
         normality = normality_test(np.log(scores) if logs else scores)
+        log_stats = log_statistics(scores) if self._method == "lognormal" else None
         report: dict[str, Any] = {
             "rule": _RULES[self._method],
+            "threshold_rule": threshold_rule(self._method, self._gamma, threshold, self.tail_probability),
             "method": self._method,
             "stats_source": self._stats_source,
             "gamma": self._gamma,
@@ -404,6 +416,7 @@ class PautaPostProcessor(PostProcessor):
                 "train_false_alarm_rate": (
                     float(np.mean(scores > threshold)) if scores.size and threshold is not None else None
                 ),
+                **({"log_mean": log_stats[0], "log_std": log_stats[1]} if log_stats else {}),
             },
             "pixel": {
                 "mean": _item(self.pixel_mean),
@@ -685,15 +698,17 @@ class PautaPostProcessor(PostProcessor):
     def _log(self, trainer: Trainer | None) -> None:
         report = self.report
         image, normality = report["image"], report["normality"]
+        log_part = f" mu_log={image['log_mean']:.6g} sigma_log={image['log_std']:.6g}" if "log_mean" in image else ""
         logger.info(
-            "Pauta threshold from %d defect-free %s images: mu=%.6g sigma=%.6g gamma=%.4g T=%.6g "
-            "(pixel T=%s); normality %s p=%s",
+            "Pauta threshold from %d defect-free %s images: %s (T=%.6g; mu=%.6g sigma=%.6g%s; pixel T=%s); "
+            "normality %s p=%s",
             report["n_images"],
             self._stats_source,
+            report["threshold_rule"],
+            image["threshold"],
             image["mean"],
             image["std"],
-            self._gamma,
-            image["threshold"],
+            log_part,
             report["pixel"]["threshold"],
             normality["test"],
             normality["p_value"],
@@ -767,6 +782,10 @@ class PautaPostProcessor(PostProcessor):
             path=out / _REPORT_PNG,
             test_scores=test_scores,
             test_labels=test_labels,
+            rule=report["threshold_rule"],
+            log_stats=(report["image"]["log_mean"], report["image"]["log_std"])
+            if "log_mean" in report["image"]
+            else None,
         )
         logger.info("Pauta report written to %s", json_path)
         return json_path
@@ -789,9 +808,8 @@ def _lognormal_threshold(scores: np.ndarray, gamma: float) -> float:
             f"defect-free scores are <= 0 (min {scores.min():.4g}); use method='normal' or 'empirical'"
         )
         raise ValueError(msg)
-    logs = np.log(scores)
-    std = float(np.std(logs, ddof=1)) if logs.size > 1 else 0.0
-    return float(np.exp(np.mean(logs) + gamma * std))
+    mean, std = log_statistics(scores)  # type: ignore[misc]
+    return float(np.exp(mean + gamma * std))
 
 
 def _pauta(mean: torch.Tensor, std: torch.Tensor, gamma: float) -> float:
@@ -800,8 +818,8 @@ def _pauta(mean: torch.Tensor, std: torch.Tensor, gamma: float) -> float:
 
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> str:
     if value not in choices:
-        msg = f"{name} must be one of {choices}, got {value!r}."
-        raise ValueError(msg)
+        msg = f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}."
+        raise InputError(msg)
     return value
 
 

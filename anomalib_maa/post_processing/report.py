@@ -14,7 +14,48 @@ import numpy as np
 import torch
 from scipy import stats
 
-__all__ = ["json_safe", "normality_test", "plot_score_histogram"]
+__all__ = ["json_safe", "log_statistics", "normality_test", "plot_score_histogram", "threshold_rule"]
+
+
+def log_statistics(scores: np.ndarray) -> tuple[float, float] | None:
+    """Mean and standard deviation (``ddof=1``) of the logarithm of positive scores.
+
+    Args:
+        scores: Raw scores.
+
+    Returns:
+        ``(μ_log, σ_log)``, or ``None`` when there are no scores or one is zero or negative (no logarithm).
+    """
+    scores = np.asarray(scores, dtype=float)
+    if scores.size == 0 or (scores <= 0).any():
+        return None
+    logs = np.log(scores)
+    return float(np.mean(logs)), float(np.std(logs, ddof=1)) if logs.size > 1 else 0.0
+
+
+def threshold_rule(method: str, gamma: float, threshold: float | None, tail_probability: float) -> str:
+    """The rule that gave the image threshold, with its value, as the legend, the log and the JSON state it.
+
+    Args:
+        method: ``"normal"``, ``"lognormal"`` or ``"empirical"``.
+        gamma: ``γ`` of the rule.
+        threshold: The threshold ``T`` (raw score units), ``None`` before fitting.
+        tail_probability: ``α`` of the empirical rule (its quantile is ``1 − α``).
+
+    Returns:
+        E.g. ``"T = exp(μ_log + 3σ_log) = 0.2152"``.
+
+    Example:
+        >>> threshold_rule("normal", 3.0, 0.20651, 0.00135)
+        'T = μ + 3σ = 0.2065'
+    """
+    if method == "lognormal":
+        rule = f"T = exp(μ_log + {gamma:.3g}σ_log)"
+    elif method == "empirical":
+        rule = f"T = {100 * (1 - tail_probability):.4g} % quantile of the training scores"
+    else:
+        rule = f"T = μ + {gamma:.3g}σ"
+    return f"{rule} = {threshold:.4g}" if threshold is not None else f"{rule} (not fitted)"
 
 
 def plot_score_histogram(
@@ -27,8 +68,10 @@ def plot_score_histogram(
     p_value: float | None = None,
     test_scores: np.ndarray | None = None,
     test_labels: np.ndarray | None = None,
+    rule: str | None = None,
+    log_stats: tuple[float, float] | None = None,
 ) -> Path:
-    """Save a PNG histogram of training scores, the normal fit, ``μ`` and the threshold.
+    """Save a PNG histogram of training scores, the fitted distribution, ``μ`` and the threshold.
 
     Args:
         train_scores: Raw scores of the defect-free images the statistics came from.
@@ -40,6 +83,8 @@ def plot_score_histogram(
         p_value: p-value of the normality test, for the title.
         test_scores: Raw test scores, drawn by class when given with ``test_labels``.
         test_labels: Boolean test labels (``True`` = defective).
+        rule: Legend of the threshold line (:func:`threshold_rule`); defaults to the normal rule ``μ + γσ``.
+        log_stats: ``(μ_log, σ_log)`` of the log scores: the log-normal fit is drawn instead of the normal one.
 
     Returns:
         The PNG path.
@@ -95,7 +140,17 @@ def plot_score_histogram(
                 color="tab:red",
                 label="test defective",
             )
-    if mean is not None and std is not None and std > 0:
+    if log_stats is not None and log_stats[1] > 0:
+        grid = np.linspace(max(low, 1e-12), high, 400)
+        log_mean, log_std = log_stats
+        axes.plot(
+            grid,
+            stats.lognorm.pdf(grid, s=log_std, scale=np.exp(log_mean)),
+            color="black",
+            linewidth=1.2,
+            label=f"log-normal fit (μ_log = {log_mean:.4g}, σ_log = {log_std:.3g})",
+        )
+    elif mean is not None and std is not None and std > 0:
         grid = np.linspace(low, high, 400)
         axes.plot(
             grid,
@@ -107,7 +162,8 @@ def plot_score_histogram(
     if mean is not None:
         axes.axvline(mean, color="tab:gray", linestyle="--", linewidth=1.2, label="μ")
     if threshold is not None:
-        axes.axvline(threshold, color="tab:red", linewidth=1.8, label=f"T = μ + {gamma:.3g}σ = {threshold:.4g}")
+        label = rule if rule is not None else threshold_rule("normal", gamma, threshold, 0.0)
+        axes.axvline(threshold, color="tab:red", linewidth=1.8, label=label)
 
     title = "Pauta threshold on defect-free scores"
     if p_value is not None and np.isfinite(p_value):

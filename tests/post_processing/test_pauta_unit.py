@@ -217,3 +217,74 @@ def test_report_files(tmp_path) -> None:
     assert report["normality"]["test"] == "dagostino_pearson"
     assert report["test"] == {"n_normal": 2, "n_defective": 2, "false_alarm_rate": 0.0, "recall": 1.0}
     assert (tmp_path / "pauta_histogram.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"false_alarm_rate": 2}, r"^false_alarm_rate must lie strictly between 0 and 1 \(e\.g\. 0\.01 .*got 2"),
+        ({"gamma": -1}, r"^gamma must be a finite number >= 0 .*got -1"),
+        ({"method": "lognorm"}, r"^method must be one of 'normal', 'lognormal', 'empirical', got 'lognorm'"),
+    ],
+)
+def test_bad_arguments_are_one_line_input_errors(kwargs: dict, message: str) -> None:
+    from anomalib_maa.errors import InputError
+
+    with pytest.raises(InputError, match=message) as error:
+        PautaPostProcessor(**kwargs)
+    assert isinstance(error.value, ValueError)
+    assert "\n" not in str(error.value)
+
+
+def test_gamma_zero_is_allowed_and_negative_set_gamma_is_refused() -> None:
+    post_processor = PautaPostProcessor(gamma=0.0)
+    assert post_processor.gamma == 0.0
+    with pytest.raises(ValueError, match="gamma must be a finite number >= 0"):
+        post_processor.set_gamma(-0.5)
+    assert post_processor.gamma == 0.0
+
+
+@pytest.mark.parametrize(
+    ("method", "rule"),
+    [
+        ("normal", r"T = μ \+ 3σ = "),
+        ("lognormal", r"T = exp\(μ_log \+ 3σ_log\) = "),
+        ("empirical", r"T = 99\.87 % quantile of the training scores = "),
+    ],
+)
+def test_legend_log_and_json_state_the_applied_rule_and_value(method, rule, tmp_path, monkeypatch, caplog) -> None:
+    import json
+    import re
+
+    from matplotlib.figure import Figure
+
+    legends: list[list[str]] = []
+    original = Figure.savefig
+    monkeypatch.setattr(
+        Figure,
+        "savefig",
+        lambda figure, *args, **kwargs: (
+            legends.append([text.get_text() for text in figure.axes[0].get_legend().get_texts()]),
+            original(figure, *args, **kwargs),
+        )[1],
+    )
+    generator = torch.Generator().manual_seed(0)
+    scores = torch.exp(-1.6 + 0.5 * torch.randn(64, generator=generator))  # positive, skewed (FMD-like)
+    post_processor = PautaPostProcessor(method=method)
+    with caplog.at_level("INFO", logger="anomalib_maa"):
+        post_processor.fit_scores(scores)
+        post_processor._log(None)
+        report = json.loads(post_processor.write_report(folder=tmp_path).read_text())
+    threshold = float(post_processor.image_threshold)
+    stated = f"{threshold:.4g}"
+    assert re.fullmatch(rule + re.escape(stated), report["threshold_rule"])
+    assert report["threshold_rule"] in legends[-1]
+    assert any(report["threshold_rule"] in record.message for record in caplog.records)
+    assert report["image"]["threshold"] == pytest.approx(threshold)
+    logs = torch.log(scores.double())
+    if method == "lognormal":
+        assert threshold == pytest.approx(float(torch.exp(logs.mean() + 3 * logs.std())), rel=1e-5)
+        assert report["image"]["log_mean"] == pytest.approx(float(logs.mean()))
+        assert any(text.startswith("log-normal fit") for text in legends[-1])
+    if method == "normal":
+        assert threshold == pytest.approx(float(scores.double().mean() + 3 * scores.double().std()), rel=1e-5)
