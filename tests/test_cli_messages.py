@@ -128,3 +128,18 @@ def test_configure_logging_keeps_one_handler_and_quiets_onnx_passes():
         root.setLevel(level)
         for name in ("onnx_ir", "onnxscript"):
             logging.getLogger(name).setLevel(logging.NOTSET)
+
+
+def test_padim_through_the_command_is_guarded_too(tiny_root, tmp_path):
+    """The command adds DataGuard and FailedRunCleanup for other models: a mask of the wrong size, in one line."""
+    from PIL import Image
+
+    root = tmp_path / "data"
+    shutil.copytree(tiny_root, root)
+    Image.new("L", (8, 8), 255).save(root / "ground_truth" / "defect" / "001_mask.png")
+    model = ["--model", "Padim", "--model.pre_trained", "false", "--model.backbone", "resnet18"]
+    result = _run([*MAA, "fit", *model, *_data_args(root), "--default_root_dir", "out"], tmp_path)
+    assert result.returncode == 2, (result.stdout + result.stderr)[-3000:]
+    last = result.stderr.splitlines()[-1]
+    assert last.startswith("error: Mask ") and "001_mask.png is 8x8 pixels but its image" in last, last
+    assert not list((tmp_path / "out").rglob("v[0-9]*"))
