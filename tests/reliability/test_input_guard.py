@@ -126,3 +126,14 @@ def test_mvtecad_truncated_png_is_named(tree, tmp_path):
     datamodule = MVTecAD(root=root, category="line", num_workers=0, val_split_mode="none")
     with pytest.raises(DatasetError, match=r"test/good/001\.png"):
         _guard(datamodule)
+
+
+def test_16bit_folder_trains_on_the_scaled_images(tree, tmp_path):
+    for path in [*(tree / "train" / "good").glob("*.png"), *(tree / "test").rglob("*.png")]:
+        gray = np.asarray(Image.open(path).convert("L")).astype(np.uint16) * 257
+        Image.fromarray(gray).save(path)
+    run = fit_maa(tmp_path / "out", tree)
+    assert isinstance(run.datamodule.train_data, SampleDataset)
+    assert float(run.model.post_processor.image_std) > 0  # clipped all-white images would give sigma 0
+    metrics = run.engine.test(run.model, datamodule=run.datamodule, verbose=False)[0]
+    assert np.isfinite(metrics["image_AUROC"])
