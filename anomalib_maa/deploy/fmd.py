@@ -2,10 +2,10 @@
 
 ONNX has no eigendecomposition, and OpenVINO's CPU plugin runs float64 graphs in float32 (or in
 bfloat16 unless told otherwise), so the exported FMD must be both matmul-only and float32-safe.
-The float64 ``"newton_schulz"`` path of :func:`anomalib_maa.frechet_markov_distance` is neither
-once converted: it squares the covariance condition numbers, diverges on the slightly negative
-eigenvalues that float32 round-off gives rank-deficient covariances, and subtracts two large
-traces to get a small distance. This module computes the same distance differently.
+A float64 Newton–Schulz square root of the covariances (the package's former ``"newton_schulz"``
+method, removed) is neither once converted: it squares the covariance condition numbers, diverges
+on the slightly negative eigenvalues that float32 round-off gives rank-deficient covariances, and
+subtracts two large traces to get a small distance. This module computes the same distance differently.
 
 For any factors ``A``, ``B`` with the same number of rows and ``AᵀA = S_i``, ``BᵀB = S_r``,
 ``Tr((S_i S_r)^½) = ‖A Bᵀ‖_*`` (nuclear norm), so the covariance part of the Fréchet distance is an
@@ -26,7 +26,7 @@ schedule computed here in Python, so the graph is a constant chain of matmuls. T
 the sum of squares of the residual, never a difference of traces, so float32 round-off is not
 amplified by cancellation. Measured against the float64 ``eigh`` path (``docs/deployment.md``):
 relative error at most about 1e-5 in float32, also for reconstructions so close that the traces
-are 1e5 times the distance (where the float64 ``"newton_schulz"`` path is off by up to 400 %).
+are 1e5 times the distance (where that float64 Newton–Schulz form was off by up to 400 %).
 
 Example:
     >>> import torch

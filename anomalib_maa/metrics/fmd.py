@@ -6,16 +6,22 @@ the Fréchet distance between the Gaussians of the input and of its reconstructi
 
     FMD = |mu_i - mu_r|^2 + Tr(S_i + S_r - 2 (S_i S_r)^(1/2))
 
-Two batched paths are provided:
+Two batched methods are provided:
 
-* ``"eigh"`` (exact): float64, Tr((S_i S_r)^½) = Tr((R S_r R)^½) with R = S_i^½ taken from a
-  symmetric eigendecomposition, eigenvalues clamped at zero. When N < C the nonzero eigenvalues
-  of S_i S_r are those of the N x N cross-Gram matrix, which is cheaper.
-* ``"newton_schulz"``: matmuls only (exports to ONNX): the same quantities, with each square
-  root taken by a fixed number of coupled Newton–Schulz iterations on the Frobenius-normalised
-  matrix (one square root of the N x N cross-Gram matrix when N < C, else R = S_i^½ and the root
-  of R S_r R). Float64: in float32 the round-off of rank-deficient covariances makes the
-  iteration diverge.
+* ``"eigh"`` (exact, the default), in float64. With ``N > C`` (more patches than features) the
+  covariance S_i is factored by Cholesky, ``S_i = L Lᵀ``; ``S_i S_r`` is similar to the symmetric
+  PSD ``Lᵀ S_r L``, so Tr((S_i S_r)^½) is the sum of the square roots of its eigenvalues
+  (``eigvalsh``, no eigenvectors, clamped at zero). Features whose centred column is exactly zero in
+  the input or the reconstruction (dead ReLU channels, constant channels) contribute nothing to the
+  trace (it is the nuclear norm of ``A Bᵀ``, ``AᵀA = S_i``, ``BᵀB = S_r``): they are dropped (when
+  dead in every image of the batch) or decoupled (a unit diagonal in S_i, zeros in S_r), so that
+  the Cholesky factor exists; an image whose covariance is still singular (rank below ``C`` for
+  another reason) falls back to a symmetric square root of S_i by ``eigh``. With ``N <= C`` the
+  nonzero eigenvalues of S_i S_r are the squared singular values of the ``N x N`` cross-Gram
+  matrix ``Ci Crᵀ / (N - 1)``, which is cheaper. float32 is not used: float32 covariance products
+  move the distance by up to about 1e-6 relative (measured, ``docs/benchmarks.md``).
+* ``"polar"``: matmuls only, float32-safe, what ONNX / OpenVINO exports compute
+  (:func:`anomalib_maa.deploy.fmd.polar_frechet_markov_distance`, ``docs/deployment.md``).
 
 Example:
     >>> import torch
@@ -32,7 +38,7 @@ from typing import Literal
 
 import torch
 
-FmdMethod = Literal["eigh", "newton_schulz"]
+FmdMethod = Literal["eigh", "polar"]
 
 __all__ = ["FmdMethod", "feature_windows", "frechet_markov_distance", "gaussian_statistics", "local_maximum"]
 
@@ -49,83 +55,124 @@ def gaussian_statistics(features: torch.Tensor) -> tuple[torch.Tensor, torch.Ten
     if features.dim() != 4:
         msg = f"FMD expects feature maps of shape (B, C, H, W), got {tuple(features.shape)}"
         raise ValueError(msg)
-    patches = features.flatten(2).transpose(1, 2)  # (B, N, C)
-    mean = patches.mean(dim=1)
-    return mean, patches - mean.unsqueeze(1)
+    # Centred in the (B, C, N) layout of the maps (contiguous, cache-friendly), returned transposed.
+    patches = features.flatten(2)  # (B, C, N)
+    mean = patches.mean(dim=2)
+    return mean, (patches - mean.unsqueeze(2)).transpose(1, 2)
 
 
-def _covariance(centred: torch.Tensor) -> torch.Tensor:
-    """Unbiased covariance ``(B, C, C)`` of centred patches ``(B, N, C)``."""
-    n = centred.shape[1]
-    return centred.transpose(1, 2) @ centred / max(n - 1, 1)
-
-
-def _sqrt_psd_eigh(matrix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Square root of symmetric PSD matrices and its eigenvalues (clamped at 0)."""
+def _sqrt_psd_eigh(matrix: torch.Tensor) -> torch.Tensor:
+    """Symmetric square root of symmetric PSD matrices (eigenvalues clamped at 0)."""
     eigvals, eigvecs = torch.linalg.eigh(matrix)
-    root = eigvals.clamp_min(0).sqrt()
-    return (eigvecs * root.unsqueeze(-2)) @ eigvecs.transpose(-1, -2), root
+    return (eigvecs * eigvals.clamp_min(0).sqrt().unsqueeze(-2)) @ eigvecs.transpose(-1, -2)
 
 
-def _trace_sqrt_product_eigh(ci: torch.Tensor, cr: torch.Tensor) -> torch.Tensor:
-    """Tr((S_i S_r)^½) exactly, from centred patches (B, N, C), in float64."""
-    n, c = ci.shape[1], ci.shape[2]
-    denom = max(n - 1, 1)
-    if n < c:
-        # S_i S_r = Ci^T Ci Cr^T Cr / d^2 shares its nonzero eigenvalues with (Ci Cr^T)(Cr Ci^T)/d^2:
-        # the trace of the square root is the sum of the singular values of Ci Cr^T / d.
-        cross = ci @ cr.transpose(1, 2) / denom
-        return torch.linalg.svdvals(cross).sum(dim=-1)
-    s_i, s_r = _covariance(ci), _covariance(cr)
-    root_i, _ = _sqrt_psd_eigh(s_i)
-    inner = root_i @ s_r @ root_i
-    inner = (inner + inner.transpose(-1, -2)) / 2
-    return torch.linalg.eigvalsh(inner).clamp_min(0).sqrt().sum(dim=-1)
+def _sum_sqrt_eigvalsh(matrix: torch.Tensor) -> torch.Tensor:
+    """Sum of the square roots of the eigenvalues (clamped at 0) of symmetric PSD matrices.
+
+    Only the lower triangle is read (``eigvalsh``), so a product that is symmetric up to round-off
+    needs no explicit symmetrisation.
+    """
+    return torch.linalg.eigvalsh(matrix).clamp_min(0).sqrt().sum(dim=-1)
 
 
-def _sqrt_newton_schulz(matrix: torch.Tensor, iterations: int) -> torch.Tensor:
-    """Square root of symmetric PSD matrices by the coupled Newton–Schulz iteration (matmuls only)."""
-    c = matrix.shape[-1]
-    eye = torch.eye(c, dtype=matrix.dtype, device=matrix.device).expand_as(matrix)
-    # Frobenius normalisation keeps the spectrum in (0, 1], where the iteration converges.
-    norm = matrix.pow(2).sum(dim=(-2, -1), keepdim=True).sqrt().clamp_min(1e-12)
-    y = matrix / norm
-    z = eye
-    for _ in range(iterations):
-        t = 0.5 * (3.0 * eye - z @ y)
-        y = y @ t
-        z = t @ z
-    return y * norm.sqrt()
+def _trace_sqrt_cross_gram(ci: torch.Tensor, cr: torch.Tensor) -> torch.Tensor:
+    """``Tr((Ciᵀ Ci Crᵀ Cr)^½)`` for ``N <= C``: the nuclear norm of the ``N x N`` matrix ``Ci Crᵀ``.
+
+    Its squared singular values, the eigenvalues of ``cross crossᵀ`` (symmetric PSD), are the nonzero
+    eigenvalues of the ``C x C`` product.
+    """
+    cross = ci @ cr.transpose(1, 2)
+    return _sum_sqrt_eigvalsh(cross @ cross.transpose(1, 2))
 
 
-def _trace_sqrt_product_newton_schulz(ci: torch.Tensor, cr: torch.Tensor, iterations: int) -> torch.Tensor:
-    """Tr((S_i S_r)^½) with matmuls only, from centred patches (B, N, C)."""
-    n, c = ci.shape[1], ci.shape[2]
-    if n < c:
-        cross = ci @ cr.transpose(1, 2) / max(n - 1, 1)
-        inner = cross @ cross.transpose(1, 2)
-    else:
-        root_i = _sqrt_newton_schulz(_covariance(ci), iterations)
-        inner = root_i @ _covariance(cr) @ root_i
-        inner = (inner + inner.transpose(-1, -2)) / 2
-    root = _sqrt_newton_schulz(inner, iterations)
-    return root.diagonal(dim1=-2, dim2=-1).sum(dim=-1)
+_BLOCK = 128
+"""Block side of the C x C products, which skip the blocks that symmetry or triangularity make known."""
+
+
+def _blocks(c: int) -> list[slice]:
+    """Split ``range(c)`` into blocks of about :data:`_BLOCK` (one block below ``2 * _BLOCK``)."""
+    count = max(1, c // _BLOCK)
+    edges = [round(i * c / count) for i in range(count + 1)]
+    return [slice(start, stop) for start, stop in zip(edges[:-1], edges[1:], strict=True)]
+
+
+def _gram(rows: torch.Tensor) -> torch.Tensor:
+    """Symmetric ``x xᵀ`` of ``(B, C, N)`` rows, computing the blocks on and below the diagonal only."""
+    blocks = _blocks(rows.shape[-2])
+    if len(blocks) == 1:
+        return rows @ rows.transpose(-1, -2)
+    gram = torch.empty(rows.shape[:-1] + (rows.shape[-2],), dtype=rows.dtype, device=rows.device)
+    for i, bi in enumerate(blocks):
+        for bj in blocks[: i + 1]:
+            gram[..., bi, bj] = block = rows[..., bi, :] @ rows[..., bj, :].transpose(-1, -2)
+            gram[..., bj, bi] = block.transpose(-1, -2)
+    return gram
+
+
+def _congruence_lower(factor: torch.Tensor, symmetric: torch.Tensor) -> torch.Tensor:
+    """``Lᵀ S L`` for lower-triangular ``L`` and symmetric ``S``; only the lower triangle is valid.
+
+    In blocks, the zero blocks of ``L`` and the upper blocks of the (symmetric) result are skipped,
+    about half the work of two full products. The upper blocks are zero (``eigvalsh`` reads the lower).
+    """
+    blocks = _blocks(factor.shape[-1])
+    if len(blocks) == 1:
+        return factor.transpose(-1, -2) @ (symmetric @ factor)
+    product = torch.empty_like(symmetric)  # S L: block column j sums over the block rows k >= j of L
+    for j, bj in enumerate(blocks):
+        product[..., bj] = sum(symmetric[..., bk] @ factor[..., bk, bj] for bk in blocks[j:])
+    out = torch.zeros_like(symmetric)  # (Lᵀ S L)[i, j] = sum over k >= i of L[k, i]ᵀ (S L)[k, j], for j <= i
+    for i, bi in enumerate(blocks):
+        stop = bi.stop
+        out[..., bi, :stop] = sum(factor[..., bk, bi].transpose(-1, -2) @ product[..., bk, :stop] for bk in blocks[i:])
+    return out
+
+
+def _trace_sqrt_gram_product(g_i: torch.Tensor, g_r: torch.Tensor) -> torch.Tensor:
+    """``Tr((G_i G_r)^½)`` for symmetric PSD ``(B, C, C)`` Gram matrices ``G = Cᵀ C`` of centred patches.
+
+    ``G_i = L Lᵀ`` (Cholesky) makes ``G_i G_r`` similar to the symmetric PSD ``Lᵀ G_r L``; one
+    ``eigvalsh`` gives the trace. Features with a zero diagonal entry in ``G_i`` or ``G_r`` (exactly
+    constant in the input or the reconstruction) contribute nothing (see the module docstring): they
+    are removed (dead in every image) or decoupled (unit diagonal in ``G_i``, zero row and column in
+    ``G_r``) first. Images whose ``G_i`` is still singular fall back to ``R = G_i^½`` by ``eigh`` and
+    ``Tr((R G_r R)^½)``, exact for singular matrices too.
+    """
+    diag_i, diag_r = g_i.diagonal(dim1=-2, dim2=-1), g_r.diagonal(dim1=-2, dim2=-1)
+    live = (diag_i > 0) & (diag_r > 0)  # a diagonal entry of C^T C is 0 only for a zero column
+    keep = live.any(dim=0)
+    if not bool(keep.all()):  # dead in every image: drop the feature (exact, and cheaper)
+        index = keep.nonzero().squeeze(-1)
+        g_i = g_i.index_select(-1, index).index_select(-2, index)
+        g_r = g_r.index_select(-1, index).index_select(-2, index)
+        live = live[:, index]
+    if not bool(live.all()):  # dead in some images only
+        pair = live.unsqueeze(-1) & live.unsqueeze(-2)
+        g_i = torch.where(pair, g_i, 0.0) + torch.diag_embed((~live).to(g_i.dtype))
+        g_r = torch.where(pair, g_r, 0.0)
+    factor, info = torch.linalg.cholesky_ex(g_i)
+    cross = _sum_sqrt_eigvalsh(_congruence_lower(factor, g_r))
+    failed = info != 0
+    if bool(failed.any()):  # singular for another reason (e.g. duplicated features)
+        root_i = _sqrt_psd_eigh(g_i[failed])
+        cross = cross.clone()
+        cross[failed] = _sum_sqrt_eigvalsh(root_i @ g_r[failed] @ root_i)
+    return cross
 
 
 def frechet_markov_distance(
     f_input: torch.Tensor,
     f_reconstruction: torch.Tensor,
     method: FmdMethod = "eigh",
-    iterations: int = 25,
 ) -> torch.Tensor:
     """Fréchet distance between the patch Gaussians of two batches of feature maps.
 
     Args:
         f_input: Markov features of the inputs, shape ``(B, C, H, W)``.
         f_reconstruction: Markov features of the reconstructions, same shape.
-        method: ``"eigh"`` (exact) or ``"newton_schulz"`` (matmuls only, exportable to ONNX).
-            Both work in float64.
-        iterations: Newton–Schulz iterations (ignored by ``"eigh"``).
+        method: ``"eigh"`` (exact, float64; Cholesky and ``eigvalsh``, see the module docstring) or
+            ``"polar"`` (matmuls only, float32-safe; the form of ONNX / OpenVINO exports).
 
     Returns:
         The distance per image, shape ``(B,)``, in the dtype of ``f_input``; never negative.
@@ -136,23 +183,35 @@ def frechet_markov_distance(
     if f_input.shape != f_reconstruction.shape:
         msg = f"FMD needs feature maps of equal shape, got {tuple(f_input.shape)} and {tuple(f_reconstruction.shape)}"
         raise ValueError(msg)
-    out_dtype = f_input.dtype
-    if method not in {"eigh", "newton_schulz"}:
-        msg = f"Unknown FMD method {method!r}: use 'eigh' or 'newton_schulz'"
+    if method == "polar":
+        from anomalib_maa.deploy.fmd import polar_frechet_markov_distance  # noqa: PLC0415  (imports this module)
+
+        return polar_frechet_markov_distance(f_input, f_reconstruction)
+    if method != "eigh":
+        msg = f"Unknown FMD method {method!r}: use 'eigh' (exact) or 'polar' (matmul-only, for exports)"
         raise ValueError(msg)
-    # float64 throughout: the covariances of centred patches are rank-deficient, and in float32
-    # round-off gives them slightly negative eigenvalues, on which Newton-Schulz diverges.
-    mu_i, ci = gaussian_statistics(f_input.to(torch.float64))
-    mu_r, cr = gaussian_statistics(f_reconstruction.to(torch.float64))
-    denom = max(ci.shape[1] - 1, 1)
+    out_dtype = f_input.dtype
+    # float64 throughout: float32 covariance products alone move the distance by ~1e-6 relative.
+    # One float64 copy and one pass of statistics for both maps.
+    both = torch.empty((2 * f_input.shape[0], *f_input.shape[1:]), dtype=torch.float64, device=f_input.device)
+    both[: f_input.shape[0]].copy_(f_input)
+    both[f_input.shape[0] :].copy_(f_reconstruction)
+    mu, centred = gaussian_statistics(both)
+    (mu_i, mu_r), (ci, cr) = mu.chunk(2), centred.chunk(2)
+    n, c = ci.shape[1], ci.shape[2]
     mean_term = (mu_i - mu_r).pow(2).sum(dim=-1)
-    # Tr(S) is the sum of squared centred entries over (N - 1): no C x C matrix needed.
-    trace_term = (ci.pow(2).sum(dim=(1, 2)) + cr.pow(2).sum(dim=(1, 2))) / denom
-    if method == "eigh":
-        cross_term = _trace_sqrt_product_eigh(ci, cr)
+    # Everything on the unscaled Gram matrices G = C^T C = (N - 1) S; Tr((S_i S_r)^½) = Tr((G_i G_r)^½) / (N - 1).
+    if n <= c:
+        # The centred patches have rank <= N - 1 < C, so S_i is singular; the N x N route is cheaper.
+        traces = ci.pow(2).sum(dim=(1, 2)) + cr.pow(2).sum(dim=(1, 2))
+        cross = _trace_sqrt_cross_gram(ci, cr)
     else:
-        cross_term = _trace_sqrt_product_newton_schulz(ci, cr, iterations)
-    return (mean_term + trace_term - 2 * cross_term).clamp_min(0).to(out_dtype)
+        g_i, g_r = _gram(centred.transpose(1, 2)).chunk(2)
+        traces = g_i.diagonal(dim1=-2, dim2=-1).sum(dim=-1) + g_r.diagonal(dim1=-2, dim2=-1).sum(dim=-1)
+        cross = _trace_sqrt_gram_product(g_i, g_r)
+    # Tr(S_i + S_r - 2 (S_i S_r)^½), from the Gram matrices.
+    cov_term = (traces - 2 * cross) / max(n - 1, 1)
+    return (mean_term + cov_term).clamp_min(0).to(out_dtype)
 
 
 def feature_windows(features: torch.Tensor, window: int, stride: int = 1) -> torch.Tensor:

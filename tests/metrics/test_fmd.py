@@ -19,11 +19,12 @@ def scipy_fmd(f_input: torch.Tensor, f_reconstruction: torch.Tensor) -> np.ndarr
     return np.array(out)
 
 
-SHAPES = [(3, 16, 8, 8), (2, 32, 6, 7), (2, 64, 4, 4)]  # the last has H*W < C
+SHAPES = [(3, 16, 8, 8), (2, 32, 6, 7), (2, 64, 4, 4), (2, 16, 4, 4), (2, 160, 15, 15)]
+# (2, 64, 4, 4): H*W < C; (2, 16, 4, 4): H*W = C; (2, 160, 15, 15) and (1, 300, 18, 18) below: one and two blocks
 
 
 @pytest.mark.parametrize("shape", SHAPES)
-@pytest.mark.parametrize(("method", "rtol"), [("eigh", 1e-6), ("newton_schulz", 1e-3)])
+@pytest.mark.parametrize(("method", "rtol"), [("eigh", 1e-6), ("polar", 1e-3)])
 def test_matches_scipy_sqrtm(shape, method, rtol):
     generator = torch.Generator().manual_seed(0)
     a = torch.randn(shape, generator=generator)
@@ -33,7 +34,33 @@ def test_matches_scipy_sqrtm(shape, method, rtol):
     np.testing.assert_allclose(got, expected, rtol=rtol)
 
 
-@pytest.mark.parametrize("method", ["eigh", "newton_schulz"])
+def _relu_pair(shape, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    a = torch.randn(shape, generator=generator).relu()
+    b = (0.8 * a + 0.2 * torch.randn(shape, generator=generator)).relu()
+    return a, b
+
+
+@pytest.mark.parametrize("shape", [(3, 16, 8, 8), (2, 64, 16, 16), (2, 160, 15, 15), (1, 300, 18, 18), (2, 64, 4, 4)])
+@pytest.mark.parametrize("case", ["relu", "dead_everywhere", "dead_in_one_image", "dead_in_one_map", "duplicated"])
+def test_rank_deficient_covariances_match_scipy(shape, case):
+    """Dead ReLU channels (zero in both maps, in one image, in one map only) and duplicated features."""
+    a, b = _relu_pair(shape)
+    if case == "dead_everywhere":
+        a[:, ::4], b[:, ::4] = 0, 0
+    elif case == "dead_in_one_image":
+        a[0, 1::4], b[0, 1::4] = 0, 0
+    elif case == "dead_in_one_map":
+        a[:, 2::8] = 0  # dead in the input only
+        b[-1, 3::8] = 0  # dead in the reconstruction of the last image only
+    elif case == "duplicated":  # singular covariance that no dead feature explains: the eigh fallback
+        a[:, 3:-3:8] = a[:, 5:-1:8]
+    expected = scipy_fmd(a, b)
+    got = frechet_markov_distance(a, b).double().numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize("method", ["eigh", "polar"])
 def test_zero_for_identical_and_symmetric(method):
     a = torch.randn(2, 16, 6, 6, generator=torch.Generator().manual_seed(1))
     b = torch.randn(2, 16, 6, 6, generator=torch.Generator().manual_seed(2))
@@ -43,7 +70,7 @@ def test_zero_for_identical_and_symmetric(method):
     )
 
 
-@pytest.mark.parametrize("method", ["eigh", "newton_schulz"])
+@pytest.mark.parametrize("method", ["eigh", "polar"])
 def test_finite_for_constant_features(method):
     constant = torch.full((2, 8, 5, 5), 3.0)
     other = torch.randn(2, 8, 5, 5)
