@@ -82,3 +82,15 @@ def test_unknown_model_name_still_fails(tiny_root, tmp_path):
     )
     assert result.returncode != 0
     assert "nosuchmodel" in (result.stdout + result.stderr).lower()
+
+
+def test_readme_folder_command_needs_no_size_and_derives_it(tiny_root, tmp_path):
+    """README's "Train on your data" command with the CPU preset, shortened by one trainer flag."""
+    command = [sys.executable, "-m", "anomalib_maa.cli", "train", "--config", str(REPO / "configs" / "maa_cpu.yaml")]
+    command += ["--trainer.max_epochs", "1"]
+    result = _run([*command, *_data_args(tiny_root), "--default_root_dir", str(tmp_path / "run")], tmp_path)
+    assert _tested(tmp_path / "run")
+    logged = result.stdout + result.stderr
+    assert "MAA sizes from 8 training images (median 32x32): image_size=[128, 128]" in logged
+    assert "in_channels=1" in logged or "in_channels=3" in logged
+    assert "MAA trains" not in logged, "--trainer.max_epochs 1 wins over the step budget"

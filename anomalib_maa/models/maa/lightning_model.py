@@ -40,9 +40,15 @@ from .ab_split import split_ab
 from .augment import random_crops, random_flips
 from .loss import DiscriminatorLoss, GeneratorLoss
 from .memory import MemoryMode
+from .sizing import derive_epochs, derive_sizes
+from .synthetic import synthetic_defects
 from .torch_model import MaaModel, ScoreMode
 
 logger = logging.getLogger(__name__)
+
+
+DEFAULT_TILE = (128, 128)
+"""Tile side when the input size is derived from the data (the CPU preset's)."""
 
 
 def _as_size(image_size: int | Sequence[int]) -> tuple[int, int]:
@@ -66,10 +72,15 @@ class Maa(AnomalibModule):
     the anomaly map is the squared local variance of the residual.
 
     Args:
-        image_size: Model input ``(height, width)`` (or one int), multiples of 8.
-        in_channels: 3, or 1 for a grayscale model (the model averages the RGB channels anomalib loads).
+        image_size: Model input ``(height, width)`` (or one int), multiples of 8; ``None`` derives it from the
+            training images when fitting starts (aspect kept, at most 640 x 256 pixels, a whole number of
+            ``tile_size`` tiles, 128 x 128 by default; see :mod:`~anomalib_maa.models.maa.sizing`).
+        in_channels: 3, or 1 for a grayscale model (the model averages the RGB channels anomalib loads);
+            ``None`` derives it: 1 when every training image is single-channel (or RGB with equal channels).
         n_features: First encoder width (16 in Table I); every other width scales with it.
-        max_epochs: Training epochs (passed to the trainer through ``trainer_arguments``).
+        max_epochs: Training epochs, passed to the trainer through ``trainer_arguments`` (they override
+            the trainer's). ``None``: the trainer's epoch count as given (``Engine(max_epochs=...)``,
+            ``--trainer.max_epochs``), or, when none was given, about ``train_steps`` steps.
         lr: Adam learning rate of both networks.
         beta1: Adam beta1.
         beta2: Adam beta2.
@@ -79,10 +90,11 @@ class Maa(AnomalibModule):
         memory: ``"persistent"`` (state buffers updated across training batches), ``"zero"`` or ``"none"``
             (no memory cell, for the ablation).
         feature_layer: Discriminator layer (1-4) that feeds the Markov encoder; 4 = 512 channels.
-        fmd_method: ``"eigh"`` (exact) or ``"newton_schulz"`` (matmul-only, exportable to ONNX).
+        fmd_method: ``"eigh"`` (exact) or ``"polar"`` (matmul-only, float32-safe: the form exports compute).
         map_window: Window of the local-variance anomaly map.
-        score: ``"fmd"`` (the paper's whole-image Fréchet Markov Distance) or ``"local_fmd"`` (the
-            largest FMD over windows of ``score_window x score_window`` Markov patches).
+        score: ``"fmd"`` (the paper's whole-image Fréchet Markov Distance), ``"local_fmd"`` (the
+            largest FMD over windows of ``score_window x score_window`` Markov patches) or ``"map_max"``
+            (the largest value of the anomaly map; see ``docs/results.md`` for when each wins).
         score_window: Window side of ``"local_fmd"``, in Markov patches.
         lr_schedule: ``"constant"`` (the paper's) or ``"cosine"`` (both learning rates decay to 0 over
             the trainer's epochs, so the last epochs settle instead of swinging).
@@ -90,7 +102,12 @@ class Maa(AnomalibModule):
         tile_size: Train on random crops of this size (one per image and step) and score an image
             by its worst non-overlapping tile, with the anomaly map put back together; ``None``
             (default) works on whole images. ``image_size`` must be a whole number of tiles.
+        tile_overlap: Score tiles overlapping by half a tile (the map averages them; see :class:`MaaModel`).
         ab_seed: Seed of the A/B split.
+        heal_prob: Share of set-A images given small synthetic defects before the generator, which
+            must return the clean image (paired term): teaches it to rebuild defects as normal surface
+            (:mod:`~anomalib_maa.models.maa.synthetic`). 0 = off (the paper).
+        train_steps: Optimiser steps to train for when no epoch count is given anywhere.
         gamma: γ of the default Pauta threshold ``T = μ + γσ`` over the FMD scores of the
             defect-free training images (0 favours recall of defects, 2-3 few false alarms).
         false_alarm_rate: Alternative to ``gamma``: target rate α, γ = Φ⁻¹(1 − α).
@@ -111,10 +128,10 @@ class Maa(AnomalibModule):
 
     def __init__(
         self,
-        image_size: int | Sequence[int] = (256, 256),
-        in_channels: int = 3,
+        image_size: int | Sequence[int] | None = None,
+        in_channels: int | None = None,
         n_features: int = 16,
-        max_epochs: int = 100,
+        max_epochs: int | None = None,
         lr: float = 1e-4,
         beta1: float = 0.5,
         beta2: float = 0.999,
@@ -130,7 +147,10 @@ class Maa(AnomalibModule):
         lr_schedule: Literal["constant", "cosine"] = "constant",
         augment_flips: bool = False,
         tile_size: int | Sequence[int] | None = None,
+        tile_overlap: bool = False,
         ab_seed: int = 0,
+        heal_prob: float = 0.0,
+        train_steps: int = 3000,
         gamma: float | None = DEFAULT_GAMMA,
         false_alarm_rate: float | None = None,
         threshold_method: Literal["normal", "lognormal", "empirical"] = "normal",
@@ -139,10 +159,24 @@ class Maa(AnomalibModule):
         evaluator: Evaluator | bool = True,
         visualizer: Visualizer | bool = True,
     ) -> None:
-        image_size = _as_size(image_size)
-        if in_channels not in {1, 3}:
+        if in_channels is not None and in_channels not in {1, 3}:
             msg = f"in_channels must be 1 (grayscale) or 3 (RGB), got {in_channels}"
             raise ValueError(msg)
+        if not 0.0 <= heal_prob <= 1.0:
+            msg = f"heal_prob must lie in [0, 1], got {heal_prob}"
+            raise ValueError(msg)
+        if train_steps < 1:
+            msg = f"train_steps must be a positive number of optimiser steps, got {train_steps}"
+            raise ValueError(msg)
+        # What is not given is derived from the training images when fitting starts (sizing.py).
+        self._derive = {"image_size": image_size is None, "in_channels": in_channels is None}
+        if image_size is None:
+            tile = _as_size(tile_size) if tile_size is not None else DEFAULT_TILE
+            image_size = tile
+        else:
+            image_size = _as_size(image_size)
+            tile = _as_size(tile_size) if tile_size is not None else None
+        self._default_pre_processor = pre_processor is True
         if pre_processor is True:
             pre_processor = self.configure_pre_processor(image_size)
         if post_processor is True:
@@ -155,8 +189,8 @@ class Maa(AnomalibModule):
             evaluator=evaluator,
             visualizer=visualizer,
         )
-        self.image_size = image_size
         self.max_epochs = max_epochs
+        self.train_steps = train_steps
         self.lr = lr
         self.betas = (beta1, beta2)
         self.ab_seed = ab_seed
@@ -165,23 +199,97 @@ class Maa(AnomalibModule):
             raise ValueError(msg)
         self.lr_schedule = lr_schedule
         self.augment_flips = augment_flips
-        self.model = MaaModel(
-            image_size=image_size,
-            in_channels=in_channels,
-            n_features=n_features,
-            memory=memory,
-            feature_layer=feature_layer,
-            fmd_method=fmd_method,
-            map_window=map_window,
-            score=score,
-            score_window=score_window,
-            tile_size=_as_size(tile_size) if tile_size is not None else None,
-        )
+        self.heal_prob = heal_prob
+        self._model_args = {
+            "n_features": n_features,
+            "memory": memory,
+            "feature_layer": feature_layer,
+            "fmd_method": fmd_method,
+            "map_window": map_window,
+            "score": score,
+            "score_window": score_window,
+            "tile_overlap": tile_overlap,
+        }
+        self._build(image_size, tile, in_channels or 3)
         self.generator_loss = GeneratorLoss(lambda_adv, lambda_rec, lambda_rec_feat)
         self.discriminator_loss = DiscriminatorLoss()
         self.automatic_optimization = False
         self._set_a: frozenset[str] | None = None
         self._last_seen: dict[str, torch.Tensor] = {}
+
+    def _build(self, image_size: tuple[int, int], tile_size: tuple[int, int] | None, in_channels: int) -> None:
+        """(Re)build the torch model for these sizes and point the default pre-processor's resize at them."""
+        self.image_size = tuple(image_size)
+        self.tile_size = tuple(tile_size) if tile_size is not None else None
+        self.in_channels = in_channels
+        self.model = MaaModel(
+            image_size=self.image_size, in_channels=in_channels, tile_size=self.tile_size, **self._model_args
+        )
+        if self._default_pre_processor:
+            fresh = self.configure_pre_processor(self.image_size)
+            self.pre_processor.transform = fresh.transform
+            self.pre_processor.export_transform = fresh.export_transform
+
+    @property
+    def sizes(self) -> dict[str, Any]:
+        """The input size, tile size and channels the model works with (stored in checkpoints)."""
+        return {
+            "image_size": list(self.image_size),
+            "tile_size": self.tile_size and list(self.tile_size),
+            "in_channels": self.in_channels,
+        }
+
+    def _derive_sizes(self) -> None:
+        """Derive what was not given (input size, tiles, channels) from the training images, once."""
+        if not any(self._derive.values()):
+            return
+        paths = self._training_image_paths()
+        tile = self.tile_size or DEFAULT_TILE
+        derived = derive_sizes(paths, tile=tile)
+        image_size = derived.image_size if self._derive["image_size"] else self.image_size
+        tile_size = tile if self._derive["image_size"] else self.tile_size
+        in_channels = derived.in_channels if self._derive["in_channels"] else self.in_channels
+        self._derive = {"image_size": False, "in_channels": False}
+        self._build(image_size, tile_size, in_channels)
+        logger.info(
+            "MAA sizes from %d training images (median %dx%d): image_size=%s, tile_size=%s, in_channels=%d",
+            len(paths),
+            *derived.native_size,
+            list(image_size),
+            tile_size and list(tile_size),
+            in_channels,
+        )
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if datamodule is not None and self._default_pre_processor:
+            datamodule.setup("fit")  # re-apply the model's (new) resize to the datasets' augmentations
+
+    def _derive_epochs(self) -> None:
+        """Without an epoch count from the user or the model, train for about ``train_steps`` steps."""
+        trainer = self.trainer
+        if self.max_epochs is not None or trainer.max_steps != -1 or trainer.fit_loop.max_epochs not in {None, 1000}:
+            return  # 1000: Lightning's own default when nobody gave an epoch count
+        datamodule = getattr(trainer, "datamodule", None)
+        batch_size = getattr(datamodule, "train_batch_size", None)
+        n_images = len(self._training_image_paths())
+        if not batch_size:
+            return
+        epochs = derive_epochs(n_images, int(batch_size), self.train_steps)
+        trainer.fit_loop.max_epochs = epochs
+        logger.info("MAA trains %d epochs (about %d steps of %d images)", epochs, self.train_steps, batch_size)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Store the sizes (derived ones included), so that a reloaded model is built the same."""
+        super().on_save_checkpoint(checkpoint)
+        checkpoint["maa_sizes"] = self.sizes
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Rebuild the model with the checkpoint's sizes before its weights are loaded."""
+        super().on_load_checkpoint(checkpoint)
+        sizes = checkpoint.get("maa_sizes")
+        if sizes is not None:
+            self._derive = {"image_size": False, "in_channels": False}
+            tile = sizes.get("tile_size")
+            self._build(tuple(sizes["image_size"]), tuple(tile) if tile else None, int(sizes["in_channels"]))
 
     @classmethod
     def configure_pre_processor(
@@ -219,7 +327,7 @@ class Maa(AnomalibModule):
         if self.lr_schedule == "constant":
             return optimizers
         epochs = self._trainer.max_epochs if self._trainer is not None else None
-        epochs = epochs if epochs and epochs > 0 else self.max_epochs
+        epochs = epochs if epochs and epochs > 0 else (self.max_epochs or 1)
         return optimizers, [optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs) for opt in optimizers]
 
     def on_train_epoch_end(self) -> None:
@@ -253,6 +361,9 @@ class Maa(AnomalibModule):
         DDP rejects. Lightning wraps the model in DDP after this hook.
         """
         super().setup(stage)
+        if stage == "fit":
+            self._derive_sizes()
+            self._derive_epochs()
         enable_unused_parameter_detection(self.trainer)
 
     def on_fit_start(self) -> None:
@@ -312,7 +423,8 @@ class Maa(AnomalibModule):
         opt_g, opt_d = self.optimizers()
         generator, discriminator = self.model.generator, self.model.discriminator
 
-        fake = generator(x_a)
+        source = synthetic_defects(x_a, self.heal_prob)[0] if self.heal_prob > 0 else x_a
+        fake = generator(source)
 
         logits_real, f_real_b = discriminator(x_b)
         logits_fake, _ = discriminator(fake.detach())
@@ -345,8 +457,15 @@ class Maa(AnomalibModule):
 
     @property
     def trainer_arguments(self) -> dict[str, Any]:
-        """Manual optimisation needs no clipping; ``max_epochs`` is a model argument."""
-        return {"gradient_clip_val": 0, "max_epochs": self.max_epochs, "num_sanity_val_steps": 0}
+        """Manual optimisation needs no clipping; ``max_epochs`` only when given to the model.
+
+        Without it the trainer's epoch count is used as given; when nobody gave one, ``setup``
+        derives it from ``train_steps``.
+        """
+        arguments = {"gradient_clip_val": 0, "num_sanity_val_steps": 0}
+        if self.max_epochs is not None:
+            arguments["max_epochs"] = self.max_epochs
+        return arguments
 
     @property
     def learning_type(self) -> LearningType:

@@ -17,7 +17,7 @@ from .components import Decoder, Encoder
 from .discriminator import MarkovDiscriminator
 from .memory import AutoMemory, MemoryMode
 
-ScoreMode = Literal["fmd", "local_fmd"]
+ScoreMode = Literal["fmd", "local_fmd", "map_max"]
 
 
 class Generator(nn.Module):
@@ -80,18 +80,22 @@ class MaaModel(nn.Module):
             (16 -> 64, as in the paper), so one argument scales the whole model.
         memory: ``"persistent"``, ``"zero"`` or ``"none"`` (no memory cell) auto-memory.
         feature_layer: Discriminator layer (1-4) that feeds the Markov encoder f(x).
-        fmd_method: ``"eigh"`` (exact) or ``"newton_schulz"`` (matmul-only, exportable); ``"polar"``
+        fmd_method: ``"eigh"`` (exact: Cholesky + eigenvalues, the default) or ``"polar"``
             (matmul-only and float32-safe) is what ONNX/OpenVINO exports compute (``docs/deployment.md``).
         map_window: Window of the local-variance anomaly map.
         score: ``"fmd"`` (the paper's whole-image FMD) or ``"local_fmd"`` (maximum FMD over
             overlapping windows of Markov patches, which small defects move far more; see
-            ``docs/results.md``).
+            ``docs/results.md``) or ``"map_max"`` (the largest value of the anomaly map: the residual's
+            local variance, which finds small defects that a Gaussian over all patches dilutes).
         score_window: Window side, in Markov patches, of ``"local_fmd"``.
         tile_size: Side ``(H, W)`` of the tiles the generator and discriminator work on, or ``None``
             for whole images. ``image_size`` must be a whole number of tiles; in eval mode an image
             is cut into non-overlapping tiles (anomalib's ``Tiler``), its score is the largest tile
             score and its anomaly map is put back together. Training feeds random tile-sized crops
             (:class:`~anomalib_maa.Maa`), so a model sees near-native resolution at the cost of a tile.
+        tile_overlap: Score tiles that overlap by half a tile (stride = half the tile): the anomaly map is the
+            mean of the overlapping tiles' maps, so the generator's weaker reconstruction at tile borders no
+            longer reads as a defect. About 2.5-3x the inference cost of non-overlapping tiles.
 
     Example:
         >>> model = MaaModel((64, 64), n_features=4).eval()
@@ -112,6 +116,7 @@ class MaaModel(nn.Module):
         score: ScoreMode = "fmd",
         score_window: int = 3,
         tile_size: tuple[int, int] | None = None,
+        tile_overlap: bool = False,
     ) -> None:
         super().__init__()
         image_size = tuple(image_size)
@@ -119,12 +124,13 @@ class MaaModel(nn.Module):
         if any(side % tile for side, tile in zip(image_size, tile_size, strict=True)):
             msg = f"image_size {image_size} must be a whole number of tiles of {tile_size}"
             raise ValueError(msg)
-        if score not in {"fmd", "local_fmd"}:
-            msg = f"Unknown MAA score {score!r}: use 'fmd' (whole image, the paper's) or 'local_fmd'"
+        if score not in {"fmd", "local_fmd", "map_max"}:
+            msg = f"Unknown MAA score {score!r}: use 'fmd' (whole image, the paper's), 'local_fmd' or 'map_max'"
             raise ValueError(msg)
         self.generator = Generator(tile_size, in_channels, n_features, memory)
         self.image_size, self.tile_size = image_size, tile_size
-        self.tiler = Tiler(tile_size=tile_size, stride=tile_size) if tile_size != image_size else None
+        stride = (tile_size[0] // 2, tile_size[1] // 2) if tile_overlap else tile_size
+        self.tiler = Tiler(tile_size=tile_size, stride=stride) if tile_size != image_size else None
         self.discriminator = MarkovDiscriminator(in_channels, 4 * n_features, feature_layer)
         self.anomaly_map_generator = AnomalyMapGenerator(map_window)
         self.fmd_method = fmd_method
@@ -162,13 +168,16 @@ class MaaModel(nn.Module):
         reconstruction = self.generator(image)
         if self.training:
             return self.tiler.untile(reconstruction) if self.tiler is not None else reconstruction
-        f_input = self.discriminator.markov_features(image)
-        f_reconstruction = self.discriminator.markov_features(reconstruction)
-        if self.score == "local_fmd":
-            score = local_maximum(self.fmd, f_input, f_reconstruction, self.score_window)
-        else:
-            score = self.fmd(f_input, f_reconstruction)
         anomaly_map = self.anomaly_map_generator(image, reconstruction)
+        if self.score == "map_max":
+            score = anomaly_map.flatten(1).amax(dim=1)
+        else:
+            f_input = self.discriminator.markov_features(image)
+            f_reconstruction = self.discriminator.markov_features(reconstruction)
+            if self.score == "local_fmd":
+                score = local_maximum(self.fmd, f_input, f_reconstruction, self.score_window)
+            else:
+                score = self.fmd(f_input, f_reconstruction)
         if self.tiler is not None:  # an image scores as its worst tile
             score = score.reshape(batch_size, -1).amax(dim=1)
             anomaly_map = self.tiler.untile(anomaly_map)
