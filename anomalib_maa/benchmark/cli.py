@@ -28,6 +28,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, help="torch CPU threads (overrides the configuration's `threads`)")
     parser.add_argument("--seeds", type=int, nargs="+", help="Run only these seeds (overrides the configuration's)")
     parser.add_argument("--presets", nargs="+", help="Run only the models with these presets")
+    parser.add_argument("--datasets", nargs="+", help="Run only the datamodules with these names")
+    parser.add_argument("--keep-checkpoints", action="store_true", help="Keep every job's checkpoints")
     parser.add_argument("--no-progress", action="store_true", help="Hide the progress bar")
     parser.add_argument("--verbose", action="store_true", help="Keep Lightning's and anomalib's info logs")
     parser.add_argument("--allow-failures", action="store_true", help="Exit with status 0 even when a job failed")
@@ -64,6 +66,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"No model of {args.config} has a preset among {args.presets}", file=sys.stderr)  # noqa: T201
             return 2
         config = dataclasses.replace(config, models=models)
+    if args.datasets:
+        datamodules = tuple(data for data in config.datamodules if data.name in args.datasets)
+        if not datamodules:
+            print(f"No datamodule of {args.config} is named among {args.datasets}", file=sys.stderr)  # noqa: T201
+            return 2
+        config = dataclasses.replace(config, datamodules=datamodules)
+    if args.keep_checkpoints:
+        config = dataclasses.replace(config, keep_checkpoints=True)
     rows = run_leaderboard(config, args.output, force=args.force, progress=not args.no_progress)
     print(summary(rows))  # noqa: T201
     print(f"Leaderboard: {(args.output / 'leaderboard.md').resolve()}")  # noqa: T201

@@ -15,6 +15,11 @@ A configuration is a YAML mapping::
         weights: lite0               # optional: lite0 | imagenet | random (PaDiM, PatchCore, ...)
         score_variants: [pixel_l1, markov_l1, fmd]   # optional: MAA's Table III rows
         trainer: {max_epochs: 1}     # optional per-model Trainer arguments
+        datasets: [ksdd]             # optional: run this model on these datamodules only
+      - name: Maa
+        preset: cpu
+        recipe: configs/maa_cpu.yaml  # model and init_args from an anomalib-style config (init_args below win)
+        init_args: {ab_seed: "${seed}"}
     datamodules:
       - name: sample
         kind: sample                 # generated data (make_sample_dataset) under <output>/data/<name>
@@ -63,6 +68,7 @@ class ModelSpec:
         weights: ``lite0``, ``imagenet``, ``random`` or ``None`` (the model's own arguments decide).
         score_variants: MAA scoring variants reported as extra rows (Table III).
         trainer: Trainer arguments for this model only.
+        datasets: Names of the datamodules to run this model on (empty: all).
     """
 
     name: str
@@ -72,6 +78,7 @@ class ModelSpec:
     weights: str | None = None
     score_variants: tuple[str, ...] = ()
     trainer: dict[str, Any] = field(default_factory=dict)
+    datasets: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -122,7 +129,13 @@ class BenchmarkConfig:
 
     def jobs(self) -> list[Job]:
         """All jobs: per dataset, seed by seed, every model (so a cut-short run still compares all models)."""
-        return [Job(m, d, s) for d in self.datamodules for s in self.seeds for m in self.models]
+        return [
+            Job(m, d, s)
+            for d in self.datamodules
+            for s in self.seeds
+            for m in self.models
+            if not m.datasets or d.name in m.datasets
+        ]
 
 
 def _slug(text: str) -> str:
@@ -161,14 +174,34 @@ def _mapping(raw: Any, where: str) -> dict[str, Any]:
     return copy.deepcopy(raw)
 
 
+def _recipe(path: Any, index: int) -> dict[str, Any]:
+    """The ``model`` section of an anomalib-style config file (relative to the working directory)."""
+    file = Path(str(path))
+    if not file.is_file():
+        msg = f"models[{index}].recipe: no config file {file}"
+        raise ConfigError(msg)
+    with file.open(encoding="utf-8") as handle:
+        content = yaml.safe_load(handle) or {}
+    model = content.get("model")
+    if not isinstance(model, dict):
+        msg = f"models[{index}].recipe: {file} has no `model` section"
+        raise ConfigError(msg)
+    return model
+
+
 def _model_spec(raw: Any, index: int) -> ModelSpec:
     if isinstance(raw, str):
         raw = {"model": raw}
     raw = _mapping(raw, f"models[{index}]")
-    unknown = set(raw) - {"name", "model", "class_path", "preset", "init_args", "weights", "score_variants", "trainer"}
+    keys = {"name", "model", "class_path", "preset", "init_args", "weights", "score_variants", "trainer", "datasets"}
+    unknown = set(raw) - keys - {"recipe"}
     if unknown:
         msg = f"models[{index}] has unknown keys {sorted(unknown)}"
         raise ConfigError(msg)
+    if raw.get("recipe"):
+        recipe = _recipe(raw["recipe"], index)
+        raw["model"] = raw.get("model") or recipe.get("class_path")
+        raw["init_args"] = {**(recipe.get("init_args") or {}), **(raw.get("init_args") or {})}
     model = raw.get("model") or raw.get("class_path")
     if not model:
         msg = f"models[{index}] needs `model` (short name or class path)"
@@ -190,6 +223,7 @@ def _model_spec(raw: Any, index: int) -> ModelSpec:
         weights=weights,
         score_variants=variants,
         trainer=_mapping(raw.get("trainer"), f"models[{index}].trainer"),
+        datasets=tuple(str(name) for name in raw.get("datasets") or ()),
     )
 
 
@@ -245,6 +279,12 @@ def parse_config(raw: Any, default_name: str = "leaderboard") -> BenchmarkConfig
     ):
         if len(set(labels)) != len(labels):
             msg = f"Duplicate {kind} labels in {labels}: give each a unique name (and preset)"
+            raise ConfigError(msg)
+    names = {d.name for d in datamodules}
+    for model in models:
+        missing = sorted(set(model.datasets) - names)
+        if missing:
+            msg = f"Model {model.name} {model.preset} names unknown datasets {missing}: use some of {sorted(names)}"
             raise ConfigError(msg)
     return BenchmarkConfig(
         name=str(raw.get("name") or default_name),

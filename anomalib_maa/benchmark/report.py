@@ -116,6 +116,41 @@ def write_tables(rows: list[dict[str, Any]], output: Path) -> None:
     tmp.write_text(json.dumps(ordered, indent=2), encoding="utf-8")
     tmp.replace(output / "results.json")
     pd.DataFrame(ordered, columns=COLUMNS).to_csv(output / "results.csv", index=False)
+    write_leaderboard_csv(rows, output / "leaderboard.csv")
+
+
+LEADERBOARD_COLUMNS = {
+    "dataset": "dataset",
+    "model": "model",
+    "preset": "preset",
+    "seed": "seed",
+    "image_auroc": "image_AUROC",
+    "pixel_auroc": "pixel_AUROC",
+    "fit_s": "fit_s",
+    "test_images_per_s": "test_images_per_s",
+    "n_train": "n_train",
+    "n_test": "n_test",
+    "weights": "weights",
+    "threads": "threads",
+    "load_1m": "load_1m",
+    "finished_at": "finished_at",
+}
+"""Columns of ``leaderboard.csv`` (results.csv's name on the left)."""
+
+
+def write_leaderboard_csv(rows: list[dict[str, Any]], path: Path) -> None:
+    """Write one row per finished (dataset, model, preset, seed): the models' own scores, no score variants.
+
+    Args:
+        rows: Result rows (keys of :data:`COLUMNS`).
+        path: The CSV file.
+    """
+    main = [row for row in rows if row.get("status") == "ok" and row.get("score") in (None, "", "model")]
+    table = pd.DataFrame(
+        [{new: _clean(row.get(old)) for old, new in LEADERBOARD_COLUMNS.items()} for row in main],
+        columns=list(LEADERBOARD_COLUMNS.values()),
+    )
+    table.sort_values(["dataset", "model", "preset", "seed"]).to_csv(path, index=False)
 
 
 def read_rows(output: Path) -> list[dict[str, Any]]:

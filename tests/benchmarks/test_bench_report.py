@@ -105,44 +105,25 @@ def test_fold_batchnorm_keeps_maa_outputs():
     assert torch.allclose(before.pred_score, after.pred_score, rtol=1e-3, atol=1e-6)
 
 
-def test_speed_report_states_targets():
+def test_speed_report_tables_without_verdicts():
     from anomalib_maa.benchmark.speed import render_speed
 
-    fmd = {"section": "fmd", "feature map": "paper", "device": "cpu", "min_s": 0.0, "rel_diff_vs_scipy": 0.0}
+    fmd = {"section": "fmd", "feature map": "paper", "batch": 1, "device": "cpu", "rel_diff_vs_scipy": 0.0}
     rows = [
-        {**fmd, "method": "exact (eigh)", "s_per_image": 0.02, "speedup_vs_scipy": 20.0},
-        {**fmd, "method": "scipy sqrtm", "s_per_image": 0.4, "speedup_vs_scipy": 1.0},
+        {**fmd, "method": "exact (eigh)", "s_per_call": 0.02, "s_per_image": 0.02, "speedup_vs_scipy": 20.0},
+        {**fmd, "method": "scipy sqrtm", "s_per_call": 0.4, "s_per_image": 0.4, "speedup_vs_scipy": 1.0},
     ]
-    common = {"section": "inference", "image_size": 256, "batch": 4, "device": "cpu", "peak_cuda_mb": float("nan")}
-    stages = {"generator": 0.5, "discriminator": 0.3, "fmd": 0.15, "anomaly_map": 0.01, "total": 1.0}
+    share = {"section": "map_share", "model": "MAA cpu", "device": "cpu"}
     rows += [
-        {
-            **common,
-            "model": "MAA paper (n_features=16)",
-            "variant": "inference_mode+bn_folded",
-            "images_per_s": 4.0,
-            "batch_s": 1.0,
-            "peak_rss_mb": 900.0,
-            "model_rss_mb": 300.0,
-            "stages": stages,
-        },
-        {
-            **common,
-            "model": "PatchCore-WRN50",
-            "variant": "inference_mode",
-            "images_per_s": 5.0,
-            "batch_s": 0.8,
-            "peak_rss_mb": 2500.0,
-            "model_rss_mb": 1800.0,
-        },
+        {**share, "stage": "anomaly_map", "s_per_batch": 0.004, "share_of_forward": 0.02},
+        {**share, "stage": "fmd", "s_per_batch": 0.006, "share_of_forward": 0.03},
     ]
     rows.append({"section": "training", "preset": "MAA tiny", "device": "cpu", "s_per_epoch_per_100_images": 12.5})
     text = render_speed(rows, {"cpu": "test"})
     assert "| MAA tiny | cpu | 12.500 |" in text
-    assert "20.0x -> met" in text
-    assert "15.0% -> MISSED" in text
-    assert "4.00 vs 5.00 images/s (0.80x" in text and "-> MISSED" in text
-    assert "PatchCore-WRN50: 2500 MB process RSS -> MISSED" in text
+    assert "20.000" in text and "400.000" in text  # speed-up and scipy's ms per call
+    assert "| MAA cpu | anomaly_map | cpu |" in text and "2.000" in text
+    assert "MISSED" not in text and "-> met" not in text and "issue" not in text.lower()
 
 
 def test_dataset_cache_serves_items_once(tmp_path):
@@ -158,3 +139,33 @@ def test_dataset_cache_serves_items_once(tmp_path):
     first = dataset[0]
     assert dataset[0] is first and cache_size() == 1
     clear_cache()
+
+
+def test_model_recipe_and_datasets_keys(tmp_path):
+    import pytest
+
+    from anomalib_maa.benchmark.config import ConfigError, parse_config
+
+    recipe = tmp_path / "preset.yaml"
+    recipe.write_text("model:\n  class_path: maa\n  init_args: {n_features: 4, heal_prob: 0.5}\n")
+    raw = {
+        "models": [
+            {"name": "Maa", "preset": "cpu", "recipe": str(recipe), "init_args": {"ab_seed": "${seed}", "n_features": 2}},  # noqa: E501
+            {"name": "Padim", "model": "padim", "datasets": ["b"]},
+        ],
+        "datamodules": [{"name": "a", "kind": "sample"}, {"name": "b", "kind": "sample"}],
+        "seeds": [0, 1],
+    }
+    config = parse_config(raw)
+    maa = config.models[0]
+    assert maa.model == "maa" and maa.init_args == {"n_features": 2, "heal_prob": 0.5, "ab_seed": "${seed}"}
+    assert sorted((job.model.name, job.data.name) for job in config.jobs() if job.seed == 0) == [
+        ("Maa", "a"), ("Maa", "b"), ("Padim", "b"),
+    ]  # fmt: skip
+    raw["models"][1]["datasets"] = ["c"]
+    with pytest.raises(ConfigError, match="unknown datasets"):
+        parse_config(raw)
+    raw["models"][1]["datasets"] = ["b"]
+    raw["models"][0]["recipe"] = str(tmp_path / "missing.yaml")
+    with pytest.raises(ConfigError, match="no config file"):
+        parse_config(raw)

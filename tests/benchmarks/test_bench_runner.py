@@ -112,3 +112,15 @@ def test_cli_runs_a_subset_of_seeds_and_presets(monkeypatch, tmp_path):
         "Maa-memory-none__ksdd__seed2",
     ]
     assert main(["--config", config, "--output", str(tmp_path), "--presets", "no-such-preset"]) == 2
+
+
+def test_leaderboard_csv_has_one_row_per_run_with_the_published_columns(smoke_run):
+    _, output, rows = smoke_run
+    table = pd.read_csv(output / "leaderboard.csv")
+    for column in ("dataset", "model", "preset", "seed", "image_AUROC", "pixel_AUROC", "fit_s"):
+        assert column in table.columns
+    ok_main = [row for row in rows if row["status"] == "ok" and row["score"] == "model"]
+    assert len(table) == len(ok_main) == 2  # score variants and the failed job are not leaderboard rows
+    maa = table[table.model == "Maa"].iloc[0]
+    main = next(row for row in ok_main if row["model"] == "Maa")
+    assert maa.image_AUROC == main["image_auroc"] and maa.fit_s == main["fit_s"]
