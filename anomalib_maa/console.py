@@ -80,6 +80,7 @@ def configure_logging(level: int = logging.INFO) -> None:
             handler.setFormatter(formatter)
     for name in _CHATTY_LOGGERS:
         logging.getLogger(name).setLevel(logging.WARNING)
+    logging.getLogger("anomalib_maa").setLevel(logging.NOTSET)  # the plugin's lines follow the root level
 
 
 def _chain(error: BaseException) -> Iterable[BaseException]:

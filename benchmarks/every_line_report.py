@@ -47,7 +47,7 @@ def main() -> None:
         for label, s in stats.sort_values("img", ascending=False).iterrows():
             img_sd = f" ± {s.img_sd:.3f}" if s.n > 1 else ""
             pix = "–" if pd.isna(s.pix) else f"{s.pix:.3f}" + (f" ± {s.pix_sd:.3f}" if s.n > 1 else "")
-            print(f"| {label} | {s.n} | {s.img:.3f}{img_sd} | {pix} | {s.fit:.0f} |")
+            print(f"| {label} | {int(s.n)} | {s.img:.3f}{img_sd} | {pix} | {s.fit:.0f} |")
 
 
 if __name__ == "__main__":

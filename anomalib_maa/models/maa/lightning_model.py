@@ -229,6 +229,23 @@ class Maa(AnomalibModule):
             fresh = self.configure_pre_processor(self.image_size)
             self.pre_processor.transform = fresh.transform
             self.pre_processor.export_transform = fresh.export_transform
+        tile = self.tile_size or (0, 0)
+        # In the state dict, so that every way of loading weights (checkpoints, DDP spawn) rebuilds the same model.
+        self.register_buffer("model_sizes", torch.tensor([*self.image_size, *tile, in_channels], dtype=torch.long))
+
+    def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:
+        """Rebuild the model for the sizes stored with the weights, then load them.
+
+        State dicts written before the sizes were stored load into the model as it is built.
+        """
+        sizes = state_dict.get("model_sizes")
+        if sizes is None:
+            return super().load_state_dict({**state_dict, "model_sizes": self.model_sizes}, strict, assign)
+        self._derive = {"image_size": False, "in_channels": False}  # trained weights: nothing left to derive
+        if [int(v) for v in sizes] != [int(v) for v in self.model_sizes]:
+            height, width, tile_h, tile_w, channels = (int(v) for v in sizes)
+            self._build((height, width), (tile_h, tile_w) if tile_h else None, channels)
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     @property
     def sizes(self) -> dict[str, Any]:
@@ -276,20 +293,6 @@ class Maa(AnomalibModule):
         epochs = derive_epochs(n_images, int(batch_size), self.train_steps)
         trainer.fit_loop.max_epochs = epochs
         logger.info("MAA trains %d epochs (about %d steps of %d images)", epochs, self.train_steps, batch_size)
-
-    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Store the sizes (derived ones included), so that a reloaded model is built the same."""
-        super().on_save_checkpoint(checkpoint)
-        checkpoint["maa_sizes"] = self.sizes
-
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Rebuild the model with the checkpoint's sizes before its weights are loaded."""
-        super().on_load_checkpoint(checkpoint)
-        sizes = checkpoint.get("maa_sizes")
-        if sizes is not None:
-            self._derive = {"image_size": False, "in_channels": False}
-            tile = sizes.get("tile_size")
-            self._build(tuple(sizes["image_size"]), tuple(tile) if tile else None, int(sizes["in_channels"]))
 
     @classmethod
     def configure_pre_processor(
