@@ -15,7 +15,14 @@ from pathlib import Path
 from anomalib_maa.utils.sample_data import folder_datamodule, make_sample_dataset
 
 # The fast CPU preset sized for the 64x64 sample data (see configs/maa_cpu.yaml for real data).
-DEMO_MODEL_ARGS = {"image_size": (64, 64), "in_channels": 3, "n_features": 4, "max_epochs": 30, "lr": 1e-3, "feature_layer": 2}
+DEMO_MODEL_ARGS = {
+    "image_size": (64, 64),
+    "in_channels": 3,
+    "n_features": 4,
+    "max_epochs": 30,
+    "lr": 1e-3,
+    "feature_layer": 2,
+}
 
 
 def run_demo(output: str | Path, seed: int = 0) -> dict[str, float]:
