@@ -21,7 +21,7 @@ from score_study import datamodule  # noqa: E402
 from anomalib_maa import Maa  # noqa: E402
 
 
-@torch.inference_mode()
+@torch.no_grad()
 def _rows(name: str, run: str, spec: str, per_dataset: int):
     checkpoint = next(Path(run).rglob("*.ckpt"))
     model = Maa.load_from_checkpoint(checkpoint, map_location="cpu").eval()
