@@ -60,18 +60,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = dataclasses.replace(config, threads=args.threads)
     if args.seeds:
         config = dataclasses.replace(config, seeds=tuple(args.seeds))
-    if args.presets:
-        models = tuple(model for model in config.models if model.preset in args.presets)
-        if not models:
-            print(f"No model of {args.config} has a preset among {args.presets}", file=sys.stderr)  # noqa: T201
+    for option, field, key in (("presets", "models", "preset"), ("datasets", "datamodules", "name")):
+        wanted = getattr(args, option)
+        if not wanted:
+            continue
+        kept = tuple(item for item in getattr(config, field) if getattr(item, key) in wanted)
+        if not kept:
+            print(f"No entry of {args.config} `{field}` has a {key} among {wanted}", file=sys.stderr)  # noqa: T201
             return 2
-        config = dataclasses.replace(config, models=models)
-    if args.datasets:
-        datamodules = tuple(data for data in config.datamodules if data.name in args.datasets)
-        if not datamodules:
-            print(f"No datamodule of {args.config} is named among {args.datasets}", file=sys.stderr)  # noqa: T201
-            return 2
-        config = dataclasses.replace(config, datamodules=datamodules)
+        config = dataclasses.replace(config, **{field: kept})
     if args.keep_checkpoints:
         config = dataclasses.replace(config, keep_checkpoints=True)
     rows = run_leaderboard(config, args.output, force=args.force, progress=not args.no_progress)

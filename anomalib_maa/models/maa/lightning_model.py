@@ -247,15 +247,6 @@ class Maa(AnomalibModule):
             self._build((height, width), (tile_h, tile_w) if tile_h else None, channels)
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
-    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Checkpoints written before the sizes were in the state dict kept them under ``maa_sizes``."""
-        super().on_load_checkpoint(checkpoint)
-        sizes = checkpoint.get("maa_sizes")
-        if sizes is not None and "model_sizes" not in checkpoint.get("state_dict", {}):
-            tile = sizes.get("tile_size")
-            self._derive = {"image_size": False, "in_channels": False}
-            self._build(tuple(sizes["image_size"]), tuple(tile) if tile else None, int(sizes["in_channels"]))
-
     @property
     def sizes(self) -> dict[str, Any]:
         """The input size, tile size and channels the model works with (stored in checkpoints)."""
