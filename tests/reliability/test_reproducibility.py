@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import torch
 from anomalib.cli.cli import AnomalibCLI
 from reliability_helpers import MODEL_ARGS, fit_maa, max_state_difference, raw_test_scores
@@ -40,6 +41,7 @@ def test_engine_same_seed_same_split_weights_and_scores(runs):
     assert a.metrics == b.metrics
 
 
+@pytest.mark.forks
 def test_dataloader_workers_do_not_change_the_weights(runs, tiny_root, tmp_path):
     datamodule = folder_datamodule(tiny_root, batch_size=4, num_workers=2)
     run = fit_maa(tmp_path, None, datamodule=datamodule, epochs=1)
