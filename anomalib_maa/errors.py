@@ -7,7 +7,7 @@ so code that catches ``ValueError`` keeps working.
 
 from __future__ import annotations
 
-__all__ = ["InputError"]
+__all__ = ["DatasetError", "InputError"]
 
 
 class InputError(ValueError):
@@ -22,3 +22,10 @@ class InputError(ValueError):
     def __init__(self, *args: object) -> None:
         super().__init__(*args)
         InputError.last_message = str(args[0]) if args else None
+
+
+class DatasetError(InputError):
+    """A file or folder of a dataset cannot be used; the message names it.
+
+    Importable from :mod:`anomalib_maa.data` too, where the datamodules raise it.
+    """

@@ -33,22 +33,59 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageFile
 from torchvision.transforms.v2.functional import to_dtype, to_image
 from torchvision.tv_tensors import Image as TvImage
 
-from anomalib_maa.data.checks import DatasetError, load_image
+from anomalib_maa.errors import DatasetError
 
-__all__ = ["SIXTEEN_BIT_MODES", "image_to_tensor", "read_image"]
+__all__ = ["SIXTEEN_BIT_MODES", "image_to_tensor", "load_image", "read_image"]
 
 SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
 """Pillow modes of 16-bit grayscale images."""
 
 _UINT16_MAX = 65535.0
+
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
+
+
+@contextmanager
+def _strict_decoding() -> Iterator[None]:
+    """Make Pillow raise on truncated files even if another library switched that off."""
+    previous = ImageFile.LOAD_TRUNCATED_IMAGES
+    ImageFile.LOAD_TRUNCATED_IMAGES = False
+    try:
+        yield
+    finally:
+        ImageFile.LOAD_TRUNCATED_IMAGES = previous
+
+
+def load_image(path: Path, mode: str | None = None) -> Image.Image:
+    """Fully decode an image file.
+
+    Args:
+        path: Image file.
+        mode: Pillow mode to convert to (``"L"``, ``"RGB"``); ``None`` keeps the file's mode.
+
+    Returns:
+        The decoded image, detached from the file.
+
+    Raises:
+        DatasetError: When the file cannot be opened or decoded (unknown format, truncated, corrupt).
+    """
+    try:
+        with _strict_decoding(), Image.open(path) as image:
+            image.load()
+            return image.convert(mode) if mode else image.copy()
+    except _DECODE_ERRORS as error:
+        msg = f"Cannot read image file {path}: {error}"
+        raise DatasetError(msg) from error
 
 
 def image_to_tensor(image: Image.Image, path: str | Path = "<image>") -> torch.Tensor:

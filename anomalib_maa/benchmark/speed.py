@@ -149,8 +149,8 @@ def fmd_rows(
     channels, which the exact path would drop). The three paths are timed round-robin in this process.
     The torch paths run on ``device``; scipy always on the CPU, image by image.
     """
-    from anomalib_maa.deploy.fmd import polar_frechet_markov_distance
     from anomalib_maa.metrics.fmd import frechet_markov_distance
+    from anomalib_maa.metrics.fmd_polar import polar_frechet_markov_distance
 
     rows = []
     generator = torch.Generator().manual_seed(0)

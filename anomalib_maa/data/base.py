@@ -29,6 +29,7 @@ from torchvision.tv_tensors import Mask
 
 from anomalib_maa.data.checks import DatasetError, require_dir
 from anomalib_maa.data.protocol import TEST, TRAIN, check_train_ratio, protocol_split
+from anomalib_maa.io import read_image
 
 logger = logging.getLogger(__name__)
 
@@ -86,8 +87,6 @@ class SampleDataset(AnomalibDataset):
         Returns:
             The image item (image, mask for segmentation, label, paths).
         """
-        from anomalib_maa.io import read_image
-
         row = self.samples.iloc[index]
         image = read_image(row.image_path)
         gt_mask = None

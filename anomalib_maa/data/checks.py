@@ -7,15 +7,15 @@ before any training starts. Nothing here writes to the dataset folder.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageFile
+from PIL import Image
 
-from anomalib_maa.errors import InputError
+from anomalib_maa.errors import DatasetError
+from anomalib_maa.io import image_to_tensor, load_image
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 """Suffixes (compared case-insensitively) of the files the datamodules treat as images; others are ignored."""
@@ -23,15 +23,8 @@ IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
 LOSSY_EXTENSIONS = (".jpg", ".jpeg")
 """Mask formats whose compression noise is ignored: a pixel of such a mask is a defect only above mid-grey."""
 
-_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, Image.DecompressionBombError)
-
-
 ALPHA_MODES = ("LA", "La", "PA", "RGBA", "RGBa")
 """Pillow modes with an alpha channel (grayscale or colour + alpha)."""
-
-
-class DatasetError(InputError):
-    """A file or folder of a dataset cannot be used; the message names it."""
 
 
 def require_dir(path: Path, what: str, hint: str = "") -> Path:
@@ -93,39 +86,6 @@ def index_by_stem(paths: list[Path]) -> dict[str, Path]:
     return index
 
 
-@contextmanager
-def _strict_decoding() -> Iterator[None]:
-    """Make Pillow raise on truncated files even if another library switched that off."""
-    previous = ImageFile.LOAD_TRUNCATED_IMAGES
-    ImageFile.LOAD_TRUNCATED_IMAGES = False
-    try:
-        yield
-    finally:
-        ImageFile.LOAD_TRUNCATED_IMAGES = previous
-
-
-def load_image(path: Path, mode: str | None = None) -> Image.Image:
-    """Fully decode an image file.
-
-    Args:
-        path: Image file.
-        mode: Pillow mode to convert to (``"L"``, ``"RGB"``); ``None`` keeps the file's mode.
-
-    Returns:
-        The decoded image, detached from the file.
-
-    Raises:
-        DatasetError: When the file cannot be opened or decoded (unknown format, truncated, corrupt).
-    """
-    try:
-        with _strict_decoding(), Image.open(path) as image:
-            image.load()
-            return image.convert(mode) if mode else image.copy()
-    except _DECODE_ERRORS as error:
-        msg = f"Cannot read image file {path}: {error}"
-        raise DatasetError(msg) from error
-
-
 @dataclass(frozen=True)
 class ImageInfo:
     """What a full decode of an image file found.
@@ -172,8 +132,6 @@ def inspect_image(path: Path) -> ImageInfo:
         return _INSPECTED[key]
     image = load_image(path)
     if image.mode in ("I", "F"):
-        from anomalib_maa.io import image_to_tensor
-
         image_to_tensor(image, path)
     info = ImageInfo(size=image.size, mode=image.mode)
     _INSPECTED[key] = info

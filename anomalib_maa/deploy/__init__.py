@@ -8,8 +8,8 @@
 * :func:`predict_folder` scores an image or a folder with a checkpoint or an exported model and
   writes ``predictions.csv`` and overlay PNGs (the ``anomalib-maa predict`` command).
 
-See ``docs/deployment.md``. The names are imported on first use, so that importing the model
-(which uses :mod:`anomalib_maa.deploy.fmd`) does not import the prediction code.
+See ``docs/deployment.md``. The names are imported on first use, so that importing the deployment helpers does not
+import the prediction code. The FMD of exports lives with the exact one (:mod:`anomalib_maa.metrics.fmd_polar`).
 
 Example:
     >>> from anomalib_maa.deploy import OPENVINO_CONFIG
@@ -28,7 +28,7 @@ _EXPORTS = {
     "export_metadata": "anomalib_maa.deploy.export",
     "openvino_inferencer": "anomalib_maa.deploy.export",
     "read_export_metadata": "anomalib_maa.deploy.export",
-    "polar_frechet_markov_distance": "anomalib_maa.deploy.fmd",
+    "polar_frechet_markov_distance": "anomalib_maa.metrics.fmd_polar",
     "Predictor": "anomalib_maa.deploy.predict",
     "PredictionError": "anomalib_maa.deploy.predict",
     "load_predictor": "anomalib_maa.deploy.predict",

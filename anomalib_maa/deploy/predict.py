@@ -45,6 +45,8 @@ from torchvision.transforms.v2 import functional as TF  # noqa: N812
 from tqdm.auto import tqdm
 
 from anomalib_maa.data.checks import ALPHA_MODES
+from anomalib_maa.errors import DatasetError
+from anomalib_maa.io import read_image
 
 __all__ = [
     "CSV_COLUMNS",
@@ -431,9 +433,6 @@ def read_rgb(path: Path) -> torch.Tensor:
     Raises:
         OSError: If the file is corrupt, truncated, unreadable, or its values cannot be scaled.
     """
-    from anomalib_maa.data.checks import DatasetError
-    from anomalib_maa.io import read_image
-
     try:
         return read_image(path).as_subclass(torch.Tensor)
     except DatasetError as error:

@@ -21,7 +21,7 @@ Two batched methods are provided:
   matrix ``Ci Crᵀ / (N - 1)``, which is cheaper. float32 is not used: float32 covariance products
   move the distance by up to about 1e-6 relative (measured, ``docs/benchmarks.md``).
 * ``"polar"``: matmuls only, float32-safe, what ONNX / OpenVINO exports compute
-  (:func:`anomalib_maa.deploy.fmd.polar_frechet_markov_distance`, ``docs/deployment.md``).
+  (:func:`anomalib_maa.metrics.fmd_polar.polar_frechet_markov_distance`, ``docs/deployment.md``).
 
 Example:
     >>> import torch
@@ -38,27 +38,12 @@ from typing import Literal
 
 import torch
 
+from anomalib_maa.metrics.fmd_polar import polar_frechet_markov_distance
+from anomalib_maa.metrics.gaussian import gaussian_statistics
+
 FmdMethod = Literal["eigh", "polar"]
 
 __all__ = ["FmdMethod", "feature_windows", "frechet_markov_distance", "gaussian_statistics", "local_maximum"]
-
-
-def gaussian_statistics(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Mean and centred patch matrix of a batch of feature maps.
-
-    Args:
-        features: Feature maps of shape ``(B, C, H, W)``.
-
-    Returns:
-        The mean ``(B, C)`` and the centred patches ``(B, N, C)`` with ``N = H * W``.
-    """
-    if features.dim() != 4:
-        msg = f"FMD expects feature maps of shape (B, C, H, W), got {tuple(features.shape)}"
-        raise ValueError(msg)
-    # Centred in the (B, C, N) layout of the maps (contiguous, cache-friendly), returned transposed.
-    patches = features.flatten(2)  # (B, C, N)
-    mean = patches.mean(dim=2)
-    return mean, (patches - mean.unsqueeze(2)).transpose(1, 2)
 
 
 def _sqrt_psd_eigh(matrix: torch.Tensor) -> torch.Tensor:
@@ -184,8 +169,6 @@ def frechet_markov_distance(
         msg = f"FMD needs feature maps of equal shape, got {tuple(f_input.shape)} and {tuple(f_reconstruction.shape)}"
         raise ValueError(msg)
     if method == "polar":
-        from anomalib_maa.deploy.fmd import polar_frechet_markov_distance  # noqa: PLC0415  (imports this module)
-
         return polar_frechet_markov_distance(f_input, f_reconstruction)
     if method != "eigh":
         msg = f"Unknown FMD method {method!r}: use 'eigh' (exact) or 'polar' (matmul-only, for exports)"

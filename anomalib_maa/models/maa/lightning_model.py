@@ -30,7 +30,7 @@ from lightning.pytorch.utilities.types import STEP_OUTPUT
 from torch import optim
 from torchvision.transforms.v2 import Compose, Normalize, Resize
 
-from anomalib_maa.callbacks import DivergenceGuard, NewRunGuard, ResumeState, check_finite_losses
+from anomalib_maa.callbacks import DivergenceGuard, NewRunGuard, ResumeState, check_finite_losses, data_callbacks
 from anomalib_maa.distributed import enable_unused_parameter_detection
 from anomalib_maa.metrics.evaluation import table2_evaluator
 from anomalib_maa.metrics.fmd import FmdMethod
@@ -38,6 +38,7 @@ from anomalib_maa.post_processing import DEFAULT_GAMMA, PautaPostProcessor
 
 from .ab_split import split_ab
 from .augment import random_crops, random_flips
+from .export import exportable_fmd, write_onnx_metadata
 from .loss import DiscriminatorLoss, GeneratorLoss
 from .memory import MemoryMode
 from .sizing import derive_epochs, derive_sizes
@@ -351,8 +352,6 @@ class Maa(AnomalibModule):
         :func:`~anomalib_maa.callbacks.data_callbacks` come before them: every image and mask checked once, 16-bit
         images read scaled, validation skipped when there is none, no empty run folder left by a failed run.
         """
-        from anomalib_maa.callbacks import data_callbacks
-
         callbacks = super().configure_callbacks()
         base = [callbacks] if isinstance(callbacks, Callback) else list(callbacks)
         return [*data_callbacks(), DivergenceGuard(), ResumeState(), NewRunGuard(), *base]
@@ -485,8 +484,6 @@ class Maa(AnomalibModule):
         18, the opset torch's exporter writes (anomalib asks for 14, and the down-conversion
         fails on ``Pad`` and logs a traceback). See ``docs/deployment.md``.
         """
-        from anomalib_maa.deploy.export import exportable_fmd, write_onnx_metadata
-
         kwargs.setdefault("opset_version", 18)
         with exportable_fmd(self):
             path = super().to_onnx(*args, **kwargs)

@@ -9,7 +9,6 @@ from anomalib.data import InferenceBatch
 from anomalib.data.utils.tiler import Tiler
 from torch import nn
 
-from anomalib_maa.deploy.fmd import polar_frechet_markov_distance
 from anomalib_maa.metrics.fmd import FmdMethod, frechet_markov_distance, local_maximum
 
 from .anomaly_map import AnomalyMapGenerator
@@ -155,8 +154,6 @@ class MaaModel(nn.Module):
 
     def fmd(self, f_input: torch.Tensor, f_reconstruction: torch.Tensor) -> torch.Tensor:
         """FMD per image with the model's method (``"polar"``: the matmul-only float32 form of exports)."""
-        if self.fmd_method == "polar":
-            return polar_frechet_markov_distance(f_input, f_reconstruction)
         return frechet_markov_distance(f_input, f_reconstruction, method=self.fmd_method)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor | InferenceBatch:
