@@ -6,6 +6,7 @@ the defect-free training images), so every γ (threshold ``T = μ + γσ``) is e
 run, without re-training or re-scoring. ``--method lognormal`` (``T = exp(μ_log + γσ_log)`` of the
 log scores) and ``--method empirical`` (``T`` = the Φ(γ) quantile) need the training images' scores
 themselves, which the post-processor keeps in the checkpoint (run with ``keep_checkpoints: true``).
+The rules are the post-processor's own (:mod:`anomalib_maa.post_processing.rules`).
 Prints a Markdown table (mean ± sd over seeds) and writes
 ``gamma_table.md`` and ``gamma_table.csv`` into the run folder.
 
@@ -22,7 +23,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-from scipy import stats
+
+from anomalib_maa.post_processing.rules import normal_threshold, threshold_from_scores
 
 
 def training_scores(results: Path, job_id: str) -> np.ndarray:
@@ -36,13 +38,10 @@ def training_scores(results: Path, job_id: str) -> np.ndarray:
 
 
 def threshold(method: str, gamma: float, report: dict, train: np.ndarray | None) -> float:
-    """The image threshold of one rule."""
+    """The image threshold of one rule, by the post-processor's own rules (the normal one from the report's μ, σ)."""
     if method == "normal":
-        return report["image"]["mean"] + gamma * report["image"]["std"]
-    if method == "lognormal":
-        logs = np.log(train)
-        return float(np.exp(logs.mean() + gamma * logs.std(ddof=1)))
-    return float(np.quantile(train, stats.norm.cdf(gamma)))
+        return normal_threshold(report["image"]["mean"], report["image"]["std"], gamma)
+    return threshold_from_scores(train, method, gamma)
 
 
 def job_rates(results: Path, job_id: str, gammas: list[float], method: str = "normal") -> list[dict]:

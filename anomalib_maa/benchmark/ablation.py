@@ -10,9 +10,11 @@ A tiled model (``tile_size``) is scored as it scores itself: every variant is co
 and an image takes the mean over its tiles for the L1 variants (the image mean) and the maximum for
 the others (its worst tile).
 
-Each variant is thresholded like MAA's post-processor, with the Pauta rule ``μ + γσ`` of the
-variant's scores on the defect-free training images (γ from the model's post-processor when it
-has one, else 3), so the label metrics compare the scores on equal terms.
+Each variant is thresholded like MAA's post-processor, with the same Pauta rule (``normal``,
+``lognormal`` or ``empirical``, :mod:`anomalib_maa.post_processing.rules`) and the same γ or α, fitted
+on the variant's scores of the defect-free training images (the normal rule with γ = 3 when the
+model's post-processor is not a :class:`~anomalib_maa.PautaPostProcessor`), so the label metrics compare
+the scores on equal terms and the ``fmd`` row labels as the model does.
 """
 
 from __future__ import annotations
@@ -24,10 +26,10 @@ import torch
 from torch.utils.data import DataLoader
 
 from anomalib_maa.metrics.fmd import local_maximum
+from anomalib_maa.post_processing import DEFAULT_GAMMA, PautaPostProcessor, threshold_from_scores
 
-__all__ = ["DEFAULT_GAMMA", "maa_score_variants", "pauta_threshold", "variant_scores"]
+__all__ = ["maa_score_variants", "threshold_rule_of", "variant_scores"]
 
-DEFAULT_GAMMA = 3.0
 MEAN_OVER_TILES = frozenset({"pixel_l1", "markov_l1"})
 
 
@@ -104,10 +106,15 @@ def _score(
     raise ValueError(msg)
 
 
-def pauta_threshold(train_scores: torch.Tensor, gamma: float) -> float:
-    """``μ + γσ`` (σ with ddof 1) of defect-free training scores."""
-    values = train_scores.double()
-    return float(values.mean() + gamma * values.std(unbiased=len(values) > 1))
+def threshold_rule_of(post_processor: Any) -> dict[str, Any]:  # noqa: ANN401
+    """``method``, ``gamma`` and ``false_alarm_rate`` of a model's Pauta post-processor (else normal, γ = 3)."""
+    if isinstance(post_processor, PautaPostProcessor):
+        return {
+            "method": post_processor.method,
+            "gamma": post_processor.gamma,
+            "false_alarm_rate": post_processor.false_alarm_rate,
+        }
+    return {"method": "normal", "gamma": DEFAULT_GAMMA, "false_alarm_rate": None}
 
 
 def maa_score_variants(model: Any, datamodule: Any, variants: tuple[str, ...]) -> dict[str, dict[str, Any]]:
@@ -119,7 +126,7 @@ def maa_score_variants(model: Any, datamodule: Any, variants: tuple[str, ...]) -
         variants: The variants to report.
 
     Returns:
-        Per variant: ``scores``, ``labels``, ``pred_labels``, ``paths``, ``threshold``, ``gamma`` and the
+        Per variant: ``scores``, ``labels``, ``pred_labels``, ``paths``, ``threshold``, ``gamma``, ``method`` and the
         test-set scoring time ``seconds``.
 
     Raises:
@@ -129,13 +136,13 @@ def maa_score_variants(model: Any, datamodule: Any, variants: tuple[str, ...]) -
     if not (hasattr(torch_model, "generator") and hasattr(torch_model, "discriminator")):
         msg = f"score_variants need an MAA model (generator + Markov discriminator), got {type(model).__name__}"
         raise TypeError(msg)
-    gamma = float(getattr(model.post_processor, "gamma", DEFAULT_GAMMA) or DEFAULT_GAMMA)
+    rule = threshold_rule_of(model.post_processor)
     batch_size = getattr(datamodule, "eval_batch_size", 16)
     train = variant_scores(model, datamodule.train_data, variants, batch_size)
     test = variant_scores(model, datamodule.test_data, variants, batch_size)
     results = {}
     for variant in variants:
-        threshold = pauta_threshold(train["scores"][variant], gamma)
+        threshold = threshold_from_scores(train["scores"][variant].double().numpy(), **rule)
         scores = test["scores"][variant]
         results[variant] = {
             "scores": scores,
@@ -143,7 +150,8 @@ def maa_score_variants(model: Any, datamodule: Any, variants: tuple[str, ...]) -
             "pred_labels": (scores.double() > threshold).long(),
             "paths": test["paths"],
             "threshold": threshold,
-            "gamma": gamma,
+            "gamma": rule["gamma"],
+            "method": rule["method"],
             "seconds": test["seconds"],
         }
     return results

@@ -1,9 +1,10 @@
 """The leaderboard's metrics, computed the same way for every model from its per-image outputs.
 
-Image AUROC and pixel AUROC use the raw scores and anomaly maps: exact, from ranks (ties count
-one half), on any scale. (torchmetrics' ``binary_auroc`` treats values outside [0, 1] as logits and
-applies a sigmoid, which saturates raw PaDiM/PatchCore scores into ties.) Accuracy, F1, recall of
-defects and precision use the labels set by the model's post-processor (NaN when it sets none).
+Image AUROC and pixel AUROC use the raw scores and anomaly maps, on any scale, computed by
+torchmetrics' ``binary_auroc`` (what anomalib's ``AUROC`` metric wraps; ties count one half) on the
+scores' ranks scaled into (0, 1]: torchmetrics treats values outside [0, 1] as logits and applies a
+sigmoid, which would saturate raw PaDiM/PatchCore scores into ties; the ranks keep order and ties.
+Accuracy, F1, recall of defects and precision use the labels set by the model's post-processor (NaN when it sets none).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import math
 import numpy as np
 import torch
 from scipy.stats import rankdata
+from torchmetrics.functional.classification import binary_auroc
 
 __all__ = ["auroc", "image_metrics", "label_metrics", "pixel_auroc", "roc_points", "vertical_average_roc"]
 
@@ -20,7 +22,7 @@ NAN = float("nan")
 
 
 def auroc(scores: torch.Tensor | np.ndarray, targets: torch.Tensor | np.ndarray) -> float:
-    """Area under the ROC curve by the Mann–Whitney rank statistic (exact, ties count one half).
+    """Area under the ROC curve of raw scores (torchmetrics on their ranks; ties count one half).
 
     Args:
         scores: Scores on any scale (higher = more anomalous).
@@ -39,8 +41,8 @@ def auroc(scores: torch.Tensor | np.ndarray, targets: torch.Tensor | np.ndarray)
     n_neg = positive.size - n_pos
     if n_pos == 0 or n_neg == 0:
         return NAN  # AUROC needs both classes
-    ranks = rankdata(values)
-    return float((ranks[positive].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg))
+    ranks = torch.from_numpy(rankdata(values) / values.size)  # in (0, 1]: no sigmoid, same order and ties
+    return float(binary_auroc(ranks, torch.from_numpy(positive).long()))
 
 
 def label_metrics(pred_labels: torch.Tensor | None, labels: torch.Tensor) -> dict[str, float]:

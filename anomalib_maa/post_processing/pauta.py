@@ -25,17 +25,23 @@ from anomalib.data import Batch, InferenceBatch
 from anomalib.post_processing import PostProcessor
 from lightning import LightningModule, Trainer
 from lightning.pytorch.trainer.states import TrainerFn
-from scipy import stats
 from torch.utils.data import DataLoader
 
 from anomalib_maa.distributed import broadcast_module_state
 from anomalib_maa.errors import InputError
-from anomalib_maa.post_processing.report import (
-    json_safe,
+from anomalib_maa.post_processing.report import json_safe, normality_test, plot_score_histogram, threshold_rule
+from anomalib_maa.post_processing.rules import (
+    DEFAULT_GAMMA,
+    METHODS,
+    RULES,
+    check_gamma,
+    empirical_threshold,
+    gamma_from_false_alarm_rate,
     log_statistics,
-    normality_test,
-    plot_score_histogram,
-    threshold_rule,
+    lognormal_threshold,
+    normal_threshold,
+    quantile_grid_threshold,
+    tail_probability,
 )
 from anomalib_maa.post_processing.scoring import (
     N_QUANTILES,
@@ -52,16 +58,7 @@ __all__ = ["DEFAULT_GAMMA", "PautaPostProcessor"]
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_GAMMA = 3.0
-"""γ when neither ``gamma`` nor ``false_alarm_rate`` is given: the classical Pauta (3σ) criterion."""
-
-_METHODS = ("normal", "lognormal", "empirical")
 _SOURCES = ("train", "val")
-_RULES = {
-    "normal": "mu + gamma * sigma",
-    "lognormal": "exp(mu_log + gamma * sigma_log) of the log scores",
-    "empirical": "empirical (1 - alpha) quantile",
-}
 _REPORT_JSON = "pauta_threshold.json"
 _REPORT_PNG = "pauta_histogram.png"
 
@@ -139,7 +136,7 @@ class PautaPostProcessor(PostProcessor):
             raise InputError(msg)
         self._gamma = DEFAULT_GAMMA
         self._false_alarm_rate: float | None = None
-        self._method = _check_choice("method", method or "normal", _METHODS)
+        self._method = _check_choice("method", method or "normal", METHODS)
         self._stats_source = _check_choice("stats_source", stats_source, _SOURCES)
         # Options the user chose explicitly; they win over values restored from a checkpoint.
         self._explicit: set[str] = set()
@@ -207,7 +204,7 @@ class PautaPostProcessor(PostProcessor):
 
     @method.setter
     def method(self, value: str) -> None:
-        self._method = _check_choice("method", value, _METHODS)
+        self._method = _check_choice("method", value, METHODS)
         self._explicit.add("method")
         self._update_thresholds()
 
@@ -223,9 +220,7 @@ class PautaPostProcessor(PostProcessor):
     @property
     def tail_probability(self) -> float:
         """α used by the rule: ``false_alarm_rate`` if given, else ``1 − Φ(γ)``."""
-        if self._false_alarm_rate is not None:
-            return self._false_alarm_rate
-        return float(stats.norm.sf(self._gamma))
+        return tail_probability(self._gamma, self._false_alarm_rate)
 
     @property
     def is_fitted(self) -> bool:
@@ -257,21 +252,10 @@ class PautaPostProcessor(PostProcessor):
 
     def _set_rule(self, gamma: float | None, false_alarm_rate: float | None) -> None:
         if false_alarm_rate is not None:
-            alpha = float(false_alarm_rate)
-            if not 0.0 < alpha < 1.0:
-                msg = f"false_alarm_rate must lie strictly between 0 and 1 (e.g. 0.01 for 1 %), got {false_alarm_rate}."
-                raise InputError(msg)
-            self._false_alarm_rate = alpha
-            self._gamma = float(stats.norm.ppf(1.0 - alpha))
+            self._gamma = gamma_from_false_alarm_rate(false_alarm_rate)
+            self._false_alarm_rate = float(false_alarm_rate)
         else:
-            value = float(gamma)  # type: ignore[arg-type]
-            if not math.isfinite(value) or value < 0:
-                msg = (
-                    f"gamma must be a finite number >= 0 (T = mu + gamma * sigma; 3 is the Pauta rule), got {gamma}: "
-                    "a negative gamma puts the threshold below the mean of defect-free scores."
-                )
-                raise InputError(msg)
-            self._gamma = value
+            self._gamma = check_gamma(gamma)  # type: ignore[arg-type]
             self._false_alarm_rate = None
 
     # ------------------------------------------------------------------ checkpoint config
@@ -298,7 +282,7 @@ class PautaPostProcessor(PostProcessor):
                 self._set_rule(gamma=None, false_alarm_rate=alpha)
             elif config.get("gamma") is not None:
                 self._set_rule(gamma=config["gamma"], false_alarm_rate=None)
-        if "method" not in self._explicit and config.get("method") in _METHODS:
+        if "method" not in self._explicit and config.get("method") in METHODS:
             self._method = config["method"]
         if config.get("stats_source") in _SOURCES:
             self._stats_source = config["stats_source"]
@@ -369,20 +353,16 @@ class PautaPostProcessor(PostProcessor):
         """Recompute both threshold buffers from the statistics and the current rule."""
         if not hasattr(self, "pixel_quantiles"):  # called before the buffers exist
             return
-        nan = float("nan")
-        if self._method == "normal":
-            image = _pauta(self.image_mean, self.image_std, self._gamma)
-            pixel = _pauta(self.pixel_mean, self.pixel_std, self._gamma)
-        elif self._method == "lognormal":
-            image = _lognormal_threshold(self.train_scores.detach().cpu().double().numpy(), self._gamma)
-            pixel = _pauta(self.pixel_mean, self.pixel_std, self._gamma)
+        scores = self.train_scores.detach().cpu().double().numpy()
+        if self._method == "empirical":
+            image = empirical_threshold(scores, self.tail_probability)
+            pixel = quantile_grid_threshold(self.pixel_quantiles.detach().cpu().double().numpy(), self.tail_probability)
         else:
-            level = 1.0 - self.tail_probability
-            scores = self.train_scores.detach().cpu().double().numpy()
-            image = float(np.quantile(scores, level)) if scores.size else nan
-            grid = self.pixel_quantiles.detach().cpu().double().numpy()
-            levels = np.linspace(0.0, 1.0, grid.size)
-            pixel = float(np.interp(level, levels, grid)) if np.isfinite(grid).all() else nan
+            pixel = normal_threshold(_value(self.pixel_mean), _value(self.pixel_std), self._gamma)
+            if self._method == "lognormal":
+                image = lognormal_threshold(scores, self._gamma)
+            else:
+                image = normal_threshold(_value(self.image_mean), _value(self.image_std), self._gamma)
         with torch.inference_mode(False), torch.no_grad():
             self._image_threshold.copy_(torch.tensor(image))
             self._pixel_threshold.copy_(torch.tensor(pixel))
@@ -399,7 +379,7 @@ class PautaPostProcessor(PostProcessor):
         normality = normality_test(np.log(scores) if logs else scores)
         log_stats = log_statistics(scores) if self._method == "lognormal" else None
         report: dict[str, Any] = {
-            "rule": _RULES[self._method],
+            "rule": RULES[self._method],
             "threshold_rule": threshold_rule(self._method, self._gamma, threshold, self.tail_probability),
             "method": self._method,
             "stats_source": self._stats_source,
@@ -794,26 +774,8 @@ class PautaPostProcessor(PostProcessor):
 # ---------------------------------------------------------------------- helpers
 
 
-def _lognormal_threshold(scores: np.ndarray, gamma: float) -> float:
-    """``exp(μ + γσ)`` of ``log(scores)``; NaN before fitting.
-
-    Raises:
-        ValueError: If a score is zero or negative (no logarithm).
-    """
-    if scores.size == 0:
-        return float("nan")
-    if (scores <= 0).any():
-        msg = (
-            f"method='lognormal' needs positive scores, but {int((scores <= 0).sum())} of the {scores.size} "
-            f"defect-free scores are <= 0 (min {scores.min():.4g}); use method='normal' or 'empirical'"
-        )
-        raise ValueError(msg)
-    mean, std = log_statistics(scores)  # type: ignore[misc]
-    return float(np.exp(mean + gamma * std))
-
-
-def _pauta(mean: torch.Tensor, std: torch.Tensor, gamma: float) -> float:
-    return float(mean.detach().double().cpu() + gamma * std.detach().double().cpu())
+def _value(tensor: torch.Tensor) -> float:
+    return float(tensor.detach().double().cpu())
 
 
 def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> str:

@@ -14,23 +14,9 @@ import numpy as np
 import torch
 from scipy import stats
 
+from anomalib_maa.post_processing.rules import log_statistics
+
 __all__ = ["json_safe", "log_statistics", "normality_test", "plot_score_histogram", "threshold_rule"]
-
-
-def log_statistics(scores: np.ndarray) -> tuple[float, float] | None:
-    """Mean and standard deviation (``ddof=1``) of the logarithm of positive scores.
-
-    Args:
-        scores: Raw scores.
-
-    Returns:
-        ``(μ_log, σ_log)``, or ``None`` when there are no scores or one is zero or negative (no logarithm).
-    """
-    scores = np.asarray(scores, dtype=float)
-    if scores.size == 0 or (scores <= 0).any():
-        return None
-    logs = np.log(scores)
-    return float(np.mean(logs)), float(np.std(logs, ddof=1)) if logs.size > 1 else 0.0
 
 
 def threshold_rule(method: str, gamma: float, threshold: float | None, tail_probability: float) -> str:
