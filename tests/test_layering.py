@@ -114,7 +114,9 @@ def layer_violations(graph: dict[str, list[tuple[str, int, bool]]], layer=layer_
 
 def import_cycles(graph: dict[str, list[tuple[str, int, bool]]]) -> list[list[str]]:
     """Circles of modules that import each other, lazy imports included (one circle per strongly connected set)."""
-    edges = {source: sorted({target for target, _, _ in targets if target in graph}) for source, targets in graph.items()}
+    edges = {
+        source: sorted({target for target, _, _ in targets if target in graph}) for source, targets in graph.items()
+    }
     index: dict[str, int] = {}
     low: dict[str, int] = {}
     stack: list[str] = []
