@@ -63,6 +63,7 @@ def test_stock_anomalib_train_with_val_split_none_needs_no_flag(tiny_root, tmp_p
     [
         (["--model", "maa", "--model.false_alarm_rate", "2"], "error: false_alarm_rate must lie strictly between 0"),
         (["--model", "maa", "--model.gamma", "-1"], "error: gamma must be a finite number >= 0"),
+        (["--model", "maa", "--model.gamma", "2", "--model.false_alarm_rate", "0.1"], "error: Give either gamma"),
         (["--model", "maaa"], "error: Unknown model 'maaa': did you mean 'maa'?"),
     ],
 )

@@ -200,7 +200,3 @@ class PeakMemory:
         if torch.cuda.is_available():
             self.peak_cuda_mb = torch.cuda.max_memory_allocated() / 2**20
 
-
-def elapsed(start: float) -> float:
-    """Seconds since ``start`` (a ``time.perf_counter()`` value)."""
-    return time.perf_counter() - start

@@ -12,7 +12,6 @@ import gc
 import logging
 import math
 import os
-import shutil
 import time
 import traceback
 from collections.abc import Callable
@@ -308,7 +307,3 @@ def summary(rows: list[dict[str, Any]]) -> str:
         f"; best image AUROC {best['image_auroc']:.3f} ({best['model']} on {best['dataset']})" if best else ""
     )
 
-
-def clear_runs(output: Path) -> None:
-    """Delete the per-job run folders (checkpoints, images) under ``output/runs``."""
-    shutil.rmtree(output / "runs", ignore_errors=True)

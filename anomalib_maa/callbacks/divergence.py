@@ -116,19 +116,13 @@ def _model_tensors(pl_module: LightningModule) -> list[tuple[str, torch.Tensor]]
 class DivergenceGuard(Callback):
     """Stop training and scoring at the first NaN/inf, with a message naming where (see the module docstring).
 
-    Args:
-        check_every_batch: Also check every returned training loss (cheap; Maa checks its losses itself).
-        require_threshold: Refuse to test or predict when the post-processor has no fitted statistics
-            (``is_fitted`` is false), instead of labelling every image normal.
+    It checks every returned training loss (cheap; Maa checks its losses itself), and refuses to test or predict
+    when the post-processor has no fitted statistics (``is_fitted`` is false) instead of labelling every image normal.
 
     Example:
         >>> from lightning.pytorch import Trainer
         >>> trainer = Trainer(callbacks=[DivergenceGuard()], logger=False)  # doctest: +SKIP
     """
-
-    def __init__(self, check_every_batch: bool = True, require_threshold: bool = True) -> None:
-        self.check_every_batch = check_every_batch
-        self.require_threshold = require_threshold
 
     # ------------------------------------------------------------------ training
 
@@ -137,8 +131,6 @@ class DivergenceGuard(Callback):
     ) -> None:
         """Check the loss the training step returned."""
         del batch
-        if not self.check_every_batch:
-            return
         loss = outputs.get("loss") if isinstance(outputs, Mapping) else outputs
         if isinstance(loss, torch.Tensor):
             check_finite_losses(pl_module, {"training loss": loss}, batch_idx)
@@ -226,7 +218,7 @@ class DivergenceGuard(Callback):
 
     def _require_threshold(self, pl_module: LightningModule, stage: str) -> None:
         post_processor = getattr(pl_module, "post_processor", None)
-        if not self.require_threshold or post_processor is None or not hasattr(post_processor, "is_fitted"):
+        if post_processor is None or not hasattr(post_processor, "is_fitted"):
             return
         if not getattr(post_processor, "enable_thresholding", True) or post_processor.is_fitted:
             return

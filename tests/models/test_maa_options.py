@@ -1,4 +1,4 @@
-"""Training options beyond the paper: cosine learning-rate decay and flip augmentation."""
+"""Options beyond the paper (cosine learning-rate decay, flip augmentation, tiles) and the threshold shorthand."""
 
 from __future__ import annotations
 
@@ -7,7 +7,9 @@ import torch
 from anomalib.engine import Engine
 from lightning.pytorch import seed_everything
 
-from anomalib_maa import Maa
+from anomalib_maa import Maa, PautaPostProcessor
+from anomalib_maa.errors import InputError
+from anomalib_maa.post_processing import DEFAULT_GAMMA
 from anomalib_maa.utils.sample_data import folder_datamodule
 
 TINY = {"image_size": (32, 32), "n_features": 2, "feature_layer": 2, "lr": 1e-3, "visualizer": False}
@@ -51,6 +53,30 @@ def test_flip_augmentation_changes_training_and_stays_seeded(sample_root, tmp_pa
 def test_unknown_schedule_is_refused():
     with pytest.raises(ValueError, match="Unknown lr_schedule"):
         Maa(**TINY, lr_schedule="step")
+
+
+def test_gamma_and_false_alarm_rate_together_are_refused_like_the_post_processor():
+    with pytest.raises(InputError, match="Give either gamma") as from_model:
+        Maa(**TINY, gamma=2.0, false_alarm_rate=0.1)
+    with pytest.raises(InputError, match="Give either gamma") as from_post_processor:
+        PautaPostProcessor(gamma=2.0, false_alarm_rate=0.1)
+    assert str(from_model.value) == str(from_post_processor.value)
+    assert Maa(**TINY, false_alarm_rate=0.1).post_processor.false_alarm_rate == 0.1
+    assert Maa(**TINY, gamma=2.0).post_processor.gamma == 2.0
+    assert Maa(**TINY).post_processor.gamma == DEFAULT_GAMMA
+
+
+def test_checkpoint_that_kept_the_default_gamma_next_to_a_rate_loads_with_the_rate(tmp_path):
+    model = Maa(**TINY, false_alarm_rate=0.1)
+    hparams = {**dict(model.hparams), "gamma": 3.0}  # what Maa saved before the pair was refused
+    path = tmp_path / "old.ckpt"
+    torch.save(
+        {"state_dict": model.state_dict(), "hyper_parameters": hparams, "pytorch-lightning_version": "2.6.0"}, path
+    )
+    loaded = Maa.load_from_checkpoint(path)
+    assert loaded.post_processor.false_alarm_rate == 0.1
+    with pytest.raises(InputError, match="Give either gamma"):
+        Maa.load_from_checkpoint(path, gamma=2.0, false_alarm_rate=0.1)
 
 
 def test_tiled_training_uses_tile_sized_crops_and_scores_whole_images(sample_root, tmp_path):

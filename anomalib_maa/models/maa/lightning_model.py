@@ -24,6 +24,7 @@ from anomalib.metrics import Evaluator
 from anomalib.models.components import AnomalibModule
 from anomalib.post_processing import PostProcessor
 from anomalib.pre_processing import PreProcessor
+from anomalib.utils.serialization import anomalib_safe_globals
 from anomalib.visualization import Visualizer
 from lightning.pytorch import Callback
 from lightning.pytorch.utilities.types import STEP_OUTPUT
@@ -32,9 +33,10 @@ from torchvision.transforms.v2 import Compose, Normalize, Resize
 
 from anomalib_maa.callbacks import DivergenceGuard, NewRunGuard, ResumeState, check_finite_losses, data_callbacks
 from anomalib_maa.distributed import enable_unused_parameter_detection
+from anomalib_maa.errors import InputError
 from anomalib_maa.metrics.evaluation import table2_evaluator
 from anomalib_maa.metrics.fmd import FmdMethod
-from anomalib_maa.post_processing import DEFAULT_GAMMA, PautaPostProcessor
+from anomalib_maa.post_processing import PautaPostProcessor
 
 from .ab_split import split_ab
 from .augment import random_crops, random_flips
@@ -87,7 +89,6 @@ class Maa(AnomalibModule):
         beta2: Adam beta2.
         lambda_adv: Weight of the adversarial term.
         lambda_rec: Weight of the paired pixel reconstruction term (0 = the paper's objective).
-        lambda_rec_feat: Weight of the paired Markov-feature reconstruction term.
         memory: ``"persistent"`` (state buffers updated across training batches), ``"zero"`` or ``"none"``
             (no memory cell, for the ablation).
         feature_layer: Discriminator layer (1-4) that feeds the Markov encoder; 4 = 512 channels.
@@ -110,8 +111,11 @@ class Maa(AnomalibModule):
             (:mod:`~anomalib_maa.models.maa.synthetic`). 0 = off (the paper).
         train_steps: Optimiser steps to train for when no epoch count is given anywhere.
         gamma: γ of the default Pauta threshold ``T = μ + γσ`` over the FMD scores of the
-            defect-free training images (0 favours recall of defects, 2-3 few false alarms).
-        false_alarm_rate: Alternative to ``gamma``: target rate α, γ = Φ⁻¹(1 − α).
+            defect-free training images (0 favours recall of defects, 2-3 few false alarms); ``None``:
+            3 (the Pauta rule, :data:`~anomalib_maa.post_processing.DEFAULT_GAMMA`) unless ``false_alarm_rate``
+            is given.
+        false_alarm_rate: Alternative to ``gamma``: target rate α, γ = Φ⁻¹(1 − α). Giving both is an error,
+            as it is for :class:`PautaPostProcessor`.
         threshold_method: Rule of the default Pauta post-processor: ``"normal"`` (``μ + γσ``, the
             paper's), ``"lognormal"`` (the same on log scores: FMDs of normal images spread over
             orders of magnitude) or ``"empirical"`` (a quantile of the training scores).
@@ -138,7 +142,6 @@ class Maa(AnomalibModule):
         beta2: float = 0.999,
         lambda_adv: float = 1.0,
         lambda_rec: float = 50.0,
-        lambda_rec_feat: float = 0.0,
         memory: MemoryMode = "persistent",
         feature_layer: int = 4,
         fmd_method: FmdMethod = "eigh",
@@ -152,7 +155,7 @@ class Maa(AnomalibModule):
         ab_seed: int = 0,
         heal_prob: float = 0.0,
         train_steps: int = 3000,
-        gamma: float | None = DEFAULT_GAMMA,
+        gamma: float | None = None,
         false_alarm_rate: float | None = None,
         threshold_method: Literal["normal", "lognormal", "empirical"] = "normal",
         pre_processor: PreProcessor | bool = True,
@@ -160,6 +163,12 @@ class Maa(AnomalibModule):
         evaluator: Evaluator | bool = True,
         visualizer: Visualizer | bool = True,
     ) -> None:
+        if gamma is not None and false_alarm_rate is not None:
+            msg = (
+                f"Give either gamma ({gamma}) or false_alarm_rate ({false_alarm_rate}), not both: "
+                "false_alarm_rate=α sets gamma = Φ⁻¹(1 − α)."
+            )
+            raise InputError(msg)
         if in_channels is not None and in_channels not in {1, 3}:
             msg = f"in_channels must be 1 (grayscale) or 3 (RGB), got {in_channels}"
             raise ValueError(msg)
@@ -181,8 +190,6 @@ class Maa(AnomalibModule):
         if pre_processor is True:
             pre_processor = self.configure_pre_processor(image_size)
         if post_processor is True:
-            if false_alarm_rate is not None:
-                gamma = None  # the false-alarm rate sets gamma
             post_processor = PautaPostProcessor(gamma=gamma, false_alarm_rate=false_alarm_rate, method=threshold_method)
         super().__init__(
             pre_processor=pre_processor,
@@ -212,11 +219,27 @@ class Maa(AnomalibModule):
             "tile_overlap": tile_overlap,
         }
         self._build(image_size, tile, in_channels or 3)
-        self.generator_loss = GeneratorLoss(lambda_adv, lambda_rec, lambda_rec_feat)
+        self.generator_loss = GeneratorLoss(lambda_adv, lambda_rec)
         self.discriminator_loss = DiscriminatorLoss()
         self.automatic_optimization = False
         self._set_a: frozenset[str] | None = None
         self._last_seen: dict[str, torch.Tensor] = {}
+
+    @classmethod
+    def load_from_checkpoint(cls, checkpoint_path: str | Path, *args: Any, **kwargs: Any) -> Maa:
+        """Load a checkpoint (anomalib's ``load_from_checkpoint``).
+
+        Checkpoints written before ``gamma`` and ``false_alarm_rate`` were mutually exclusive hold ``gamma=3.0``
+        next to a ``false_alarm_rate``; for those, the rate wins, as it did when they were trained.
+        """
+        if "gamma" not in kwargs and "false_alarm_rate" not in kwargs:
+            safe = kwargs.get("weights_only", True)
+            with anomalib_safe_globals(extra=cls.checkpoint_safe_globals()):
+                checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=safe)
+            hparams = checkpoint.get(cls.CHECKPOINT_HYPER_PARAMS_KEY) or {}
+            if hparams.get("gamma") is not None and hparams.get("false_alarm_rate") is not None:
+                kwargs["gamma"] = None
+        return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
 
     def _build(self, image_size: tuple[int, int], tile_size: tuple[int, int] | None, in_channels: int) -> None:
         """(Re)build the torch model for these sizes and point the default pre-processor's resize at them."""
@@ -437,11 +460,7 @@ class Maa(AnomalibModule):
         opt_d.step()
 
         logits_fake, f_fake = discriminator(fake)
-        f_real_a = None
-        if self.generator_loss.lambda_rec_feat > 0:
-            with torch.no_grad():
-                f_real_a = discriminator.markov_features(x_a)
-        loss_g, parts = self.generator_loss(f_real_b.detach(), f_fake, logits_fake, x_a, fake, f_real_a)
+        loss_g, parts = self.generator_loss(f_real_b.detach(), f_fake, logits_fake, x_a, fake)
         check_finite_losses(self, {"generator loss": loss_g}, batch_idx)
         opt_g.zero_grad(set_to_none=True)
         self.manual_backward(loss_g)

@@ -20,25 +20,21 @@ class DiscriminatorLoss(nn.Module):
 class GeneratorLoss(nn.Module):
     """Generator objective.
 
-    ``L = |f(x_b) - f(G(x_a))|_1 + lambda_adv * adv + lambda_rec * |G(x_a) - x_a|_1
-    + lambda_rec_feat * |f(G(x_a)) - f(x_a)|_1``.
+    ``L = |f(x_b) - f(G(x_a))|_1 + lambda_adv * adv + lambda_rec * |G(x_a) - x_a|_1``.
 
     The first two terms are the paper's objective (Markov feature consistency between a
     reconstruction of set A and a real image of set B, plus the adversarial term). Taken alone
-    they never tie ``G(x_a)`` to ``x_a``; the paired terms (off with ``lambda_rec=0`` and
-    ``lambda_rec_feat=0``) do.
+    they never tie ``G(x_a)`` to ``x_a``; the paired term (off with ``lambda_rec=0``) does.
 
     Args:
         lambda_adv: Weight of the adversarial term.
         lambda_rec: Weight of the paired pixel L1 term.
-        lambda_rec_feat: Weight of the paired Markov-feature L1 term.
     """
 
-    def __init__(self, lambda_adv: float = 1.0, lambda_rec: float = 50.0, lambda_rec_feat: float = 0.0) -> None:
+    def __init__(self, lambda_adv: float = 1.0, lambda_rec: float = 50.0) -> None:
         super().__init__()
         self.lambda_adv = lambda_adv
         self.lambda_rec = lambda_rec
-        self.lambda_rec_feat = lambda_rec_feat
 
     def forward(
         self,
@@ -47,7 +43,6 @@ class GeneratorLoss(nn.Module):
         logits_fake: torch.Tensor,
         x_a: torch.Tensor,
         fake: torch.Tensor,
-        f_real_a: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Return the total loss and its parts (for logging).
 
@@ -57,7 +52,6 @@ class GeneratorLoss(nn.Module):
             logits_fake: Discriminator patch logits of the reconstructions.
             x_a: The set-A inputs.
             fake: Their reconstructions.
-            f_real_a: Markov features of ``x_a`` (needed when ``lambda_rec_feat > 0``).
         """
         parts = {
             "feature": F.l1_loss(f_fake, f_real_b),
@@ -67,10 +61,4 @@ class GeneratorLoss(nn.Module):
         if self.lambda_rec > 0:
             parts["reconstruction"] = F.l1_loss(fake, x_a)
             total = total + self.lambda_rec * parts["reconstruction"]
-        if self.lambda_rec_feat > 0:
-            if f_real_a is None:
-                msg = "lambda_rec_feat > 0 needs the Markov features of x_a"
-                raise ValueError(msg)
-            parts["reconstruction_feature"] = F.l1_loss(f_fake, f_real_a)
-            total = total + self.lambda_rec_feat * parts["reconstruction_feature"]
         return total, parts

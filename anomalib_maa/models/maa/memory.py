@@ -29,7 +29,7 @@ class AutoMemory(nn.Module):
 
     Under Lightning's DDP strategies each rank sees its own share of every batch; the update is
     then all-reduced (weighted mean over the samples of all ranks), so every rank holds the same
-    state after every step. Set :attr:`sync_state` to ``False`` to keep per-process states.
+    state after every step.
 
     Args:
         channels: Channels of the latent code ``z`` (and of ``h`` and ``c``).
@@ -43,7 +43,6 @@ class AutoMemory(nn.Module):
             msg = f"Unknown memory mode {mode!r}: use 'persistent' or 'zero'"
             raise ValueError(msg)
         self.mode = mode
-        self.sync_state = True
         self.gates = nn.Conv2d(2 * channels, 4 * channels, 3, padding=1)
         self.register_buffer("h", torch.zeros(1, channels, *latent_size))
         self.register_buffer("c", torch.zeros(1, channels, *latent_size))
@@ -78,8 +77,8 @@ class AutoMemory(nn.Module):
         """Replace the stored state with a batch aggregate, reduced across ranks when distributed.
 
         In a single process the state becomes ``(h, c)`` as given. When ``torch.distributed`` is
-        initialised with more than one rank (Lightning's DDP strategies) and :attr:`sync_state`
-        is true, every rank gets the mean over the samples of all ranks,
+        initialised with more than one rank (Lightning's DDP strategies), every rank gets the mean
+        over the samples of all ranks,
         ``sum_r(weight_r * h_r) / sum_r(weight_r)`` (one all-reduce per step), so all ranks hold
         the same state after every step, the one the checkpoint stores. This is a collective
         operation: every rank must reach it the same number of times.
@@ -89,7 +88,7 @@ class AutoMemory(nn.Module):
             c: Batch mean of the new cell state, shaped like the buffer.
             weight: Samples behind the means on this rank (the local batch size).
         """
-        if getattr(self, "sync_state", True) and is_distributed():
+        if is_distributed():
             h, c = weighted_all_reduce_mean([h.to(self.h.dtype), c.to(self.c.dtype)], weight)
         self.h.copy_(h)
         self.c.copy_(c)
