@@ -352,7 +352,7 @@ def _table(header: list[str], lines: list[list[Any]]) -> list[str]:
 
 
 def render_speed(rows: list[dict[str, Any]], info: dict[str, Any], title: str = "Speed and memory") -> str:
-    """Markdown report: machine, FMD, inference, MAA stage shares and training tables, then the targets."""
+    """Markdown report: machine, FMD, inference, MAA stage shares and training tables."""
     lines = [f"# {title}", "", "Machine: " + ", ".join(f"{key} {value}" for key, value in info.items()), ""]
     fmd = [row for row in rows if row["section"] == "fmd"]
     if fmd:
