@@ -8,13 +8,8 @@ and ``anomalib-maa export`` need nothing else; this module reads the files back.
 ``"torch"`` exports pickle the whole module, with the exact ``eigh`` FMD.
 
 Example:
-    >>> from anomalib_maa import Maa
-    >>> model = Maa(image_size=32, n_features=4)
-    >>> with exportable_fmd(model):
-    ...     model.model.fmd_method
-    'polar'
-    >>> model.model.fmd_method
-    'eigh'
+    >>> OPENVINO_CONFIG
+    {'INFERENCE_PRECISION_HINT': 'f32'}
 """
 
 from __future__ import annotations

@@ -9,9 +9,8 @@ model's pre-processing transform is applied here (anomalib's ``PreProcessor`` on
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any
 
 import numpy as np
@@ -20,104 +19,26 @@ from anomalib.models.components.base.memory_bank_module import MemoryBankMixin
 from lightning import LightningModule, Trainer
 from torch.utils.data import DataLoader, Subset
 
-from anomalib_maa.distributed import all_gather_objects, contiguous_shard, rank_and_world_size
+from anomalib_maa.distributed import (
+    all_gather_objects,
+    broadcast_module_state,
+    contiguous_shard,
+    rank_and_world_size,
+)
+from anomalib_maa.post_processing.pixels import N_QUANTILES, PixelAccumulator
 
 __all__ = [
+    "N_QUANTILES",
     "PixelAccumulator",
     "eval_mode",
     "gather_normal_scores",
     "is_last_epoch",
     "score_normal_images",
+    "score_normals",
     "statistics_loader",
 ]
 
 logger = logging.getLogger(__name__)
-
-N_QUANTILES = 10001
-"""Size of the stored pixel quantile grid (levels 0, 1e-4, ..., 1)."""
-MAX_PIXELS_PER_IMAGE = 16384
-"""Pixels sampled per image for the quantile grid; mean and std use every pixel."""
-
-
-class PixelAccumulator:
-    """Streams anomaly-map pixels: exact mean/std from float64 sums, and a sampled quantile grid.
-
-    Example:
-        >>> accumulator = PixelAccumulator()
-        >>> accumulator.update(torch.ones(2, 1, 4, 4))
-        >>> accumulator.result()[0]
-        1.0
-    """
-
-    def __init__(self, seed: int = 0) -> None:
-        self.count = 0
-        self.total = 0.0
-        self.total_sq = 0.0
-        self.low = math.inf
-        self.high = -math.inf
-        self.samples: list[np.ndarray] = []
-        self.generator = torch.Generator().manual_seed(seed)
-
-    def update(self, maps: torch.Tensor) -> None:
-        """Add a batch of maps (first dimension: images); non-finite values are skipped."""
-        if maps.numel() == 0:
-            return
-        n_images = maps.shape[0] if maps.dim() > 2 else 1
-        values = maps.detach().double().cpu().reshape(-1)
-        values = values[torch.isfinite(values)]
-        if values.numel() == 0:
-            return
-        self.count += values.numel()
-        self.total += float(values.sum())
-        self.total_sq += float((values * values).sum())
-        self.low = min(self.low, float(values.min()))
-        self.high = max(self.high, float(values.max()))
-        budget = MAX_PIXELS_PER_IMAGE * n_images
-        if values.numel() > budget:
-            values = values[torch.randperm(values.numel(), generator=self.generator)[:budget]]
-        self.samples.append(values.numpy())
-
-    def result(self) -> tuple[float | None, float | None, np.ndarray | None, float | None, float | None]:
-        """Return ``(mean, std with ddof=1, quantile grid, min, max)``, all ``None`` when empty."""
-        if self.count == 0:
-            return None, None, None, None, None
-        mean = self.total / self.count
-        variance = max(self.total_sq / self.count - mean * mean, 0.0)
-        if self.count > 1:
-            variance *= self.count / (self.count - 1)
-        quantiles = np.quantile(np.concatenate(self.samples), np.linspace(0.0, 1.0, N_QUANTILES))
-        return mean, math.sqrt(variance), quantiles, self.low, self.high
-
-    def state(self) -> dict[str, Any]:
-        """The accumulated sums, extremes and samples as plain picklable data (for gathering)."""
-        return {
-            "count": self.count,
-            "total": self.total,
-            "total_sq": self.total_sq,
-            "low": self.low,
-            "high": self.high,
-            "samples": self.samples,
-        }
-
-    @classmethod
-    def merged(cls, states: Iterable[dict[str, Any]]) -> PixelAccumulator:
-        """One accumulator over several :meth:`state` dicts, samples concatenated in the given order.
-
-        Example:
-            >>> parts = [PixelAccumulator(), PixelAccumulator()]
-            >>> parts[0].update(torch.zeros(1, 1, 2, 2)); parts[1].update(torch.full((1, 1, 2, 2), 2.0))
-            >>> PixelAccumulator.merged(part.state() for part in parts).result()[0]
-            1.0
-        """
-        accumulator = cls()
-        for state in states:
-            accumulator.count += state["count"]
-            accumulator.total += state["total"]
-            accumulator.total_sq += state["total_sq"]
-            accumulator.low = min(accumulator.low, state["low"])
-            accumulator.high = max(accumulator.high, state["high"])
-            accumulator.samples.extend(state["samples"])
-        return accumulator
 
 
 def score_normal_images(pl_module: LightningModule, loader: Iterable[Any]) -> tuple[np.ndarray, PixelAccumulator]:
@@ -158,6 +79,36 @@ def score_normal_images(pl_module: LightningModule, loader: Iterable[Any]) -> tu
             pixel.update(anomaly_map[keep.to(anomaly_map.device)])
     scores = np.concatenate(collected) if collected else np.empty(0)
     return scores, pixel
+
+
+def score_normals(
+    pl_module: LightningModule,
+    trainer: Trainer | None,
+    source: str,
+    dataloader: DataLoader | None = None,
+) -> tuple[np.ndarray, PixelAccumulator]:
+    """Scores and pixel statistics of defect-free images, the model in eval mode, as at test time.
+
+    Memory-bank models are fitted first. Without ``dataloader`` the images are ``source``'s (``"train"`` or
+    ``"val"``) of the trainer's datamodule, read in order with the test-time augmentations; in a distributed run
+    rank 0's model state is broadcast, each rank scores its contiguous shard, and the shards are gathered, so
+    every rank gets what one process would. Collective then: every rank must call it.
+
+    Returns:
+        Float64 scores and a :class:`PixelAccumulator`.
+    """
+    ensure_memory_bank_fitted(pl_module)
+    with ExitStack() as stack:
+        stack.enter_context(eval_mode(pl_module))
+        stack.enter_context(torch.inference_mode(False))
+        stack.enter_context(torch.no_grad())
+        if dataloader is not None:
+            return score_normal_images(pl_module, dataloader)
+        # Score with rank 0's weights and buffers, the checkpoint's (no-ops in a single process).
+        broadcast_module_state(getattr(pl_module, "model", pl_module))
+        loader = stack.enter_context(statistics_loader(source, trainer, pl_module, shard=True))
+        scores, pixel = score_normal_images(pl_module, loader)
+        return gather_normal_scores(scores, pixel)
 
 
 def gather_normal_scores(scores: np.ndarray, pixel: PixelAccumulator) -> tuple[np.ndarray, PixelAccumulator]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -208,8 +209,11 @@ def test_state_dict_round_trip_and_explicit_gamma_wins() -> None:
 
 def test_report_files(tmp_path) -> None:
     post_processor, _ = _fitted()
-    post_processor._test_scores = [torch.tensor([1.9, 2.1, 9.0, 12.0])]
-    post_processor._test_labels = [torch.tensor([0, 0, 1, 1])]
+    batch = SimpleNamespace(
+        pred_score=torch.tensor([1.9, 2.1, 9.0, 12.0]), anomaly_map=None, gt_label=torch.tensor([0, 0, 1, 1])
+    )
+    post_processor.on_test_batch_end(None, None, batch)  # keeps the raw scores, then normalises the batch
+    assert batch.pred_score.max() < 1.0
     json_path = post_processor.write_report(folder=tmp_path)
     report = json.loads(json_path.read_text())
     assert report["gamma"] == 3.0
