@@ -40,12 +40,17 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image, ImageFile
+from torchvision.datasets.folder import IMG_EXTENSIONS
 from torchvision.transforms.v2.functional import to_dtype, to_image
 from torchvision.tv_tensors import Image as TvImage
 
 from anomalib_maa.errors import DatasetError
 
-__all__ = ["SIXTEEN_BIT_MODES", "image_to_tensor", "load_image", "read_image"]
+__all__ = ["IMAGE_EXTENSIONS", "SIXTEEN_BIT_MODES", "image_to_tensor", "load_image", "read_image"]
+
+IMAGE_EXTENSIONS: tuple[str, ...] = IMG_EXTENSIONS
+"""Suffixes (compared case-insensitively) of image files, for training and prediction alike: torchvision's
+``IMG_EXTENSIONS``, as anomalib's ``PredictDataset`` reads."""
 
 SIXTEEN_BIT_MODES = frozenset({"I;16", "I;16L", "I;16B", "I;16N"})
 """Pillow modes of 16-bit grayscale images."""

@@ -15,10 +15,7 @@ import numpy as np
 from PIL import Image
 
 from anomalib_maa.errors import DatasetError
-from anomalib_maa.io import image_to_tensor, load_image
-
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
-"""Suffixes (compared case-insensitively) of the files the datamodules treat as images; others are ignored."""
+from anomalib_maa.io import IMAGE_EXTENSIONS, image_to_tensor, load_image
 
 LOSSY_EXTENSIONS = (".jpg", ".jpeg")
 """Mask formats whose compression noise is ignored: a pixel of such a mask is a defect only above mid-grey."""

@@ -4,7 +4,7 @@ Layout, one folder per subset (``groove``, ``cylinder`` and ``hook`` in the pape
 new line)::
 
     <root>/<subset>/
-    ├── good/      defect-free images (any of .png .jpg .jpeg .bmp .tif .tiff .webp)
+    ├── good/      defect-free images (any of .png .jpg .jpeg .bmp .pgm .ppm .tif .tiff .webp)
     ├── defect/    defective images
     ├── mask/      optional: one mask per defective image, same stem (defect/a12.jpg -> mask/a12.png),
     │              same size; non-zero pixels are defects

@@ -46,7 +46,7 @@ from tqdm.auto import tqdm
 
 from anomalib_maa.data.checks import ALPHA_MODES
 from anomalib_maa.errors import DatasetError
-from anomalib_maa.io import read_image
+from anomalib_maa.io import IMAGE_EXTENSIONS, read_image
 
 __all__ = [
     "CSV_COLUMNS",
@@ -60,9 +60,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
-"""File suffixes read as images (torchvision's ``IMG_EXTENSIONS``, as anomalib's ``PredictDataset``)."""
 
 CSV_COLUMNS = ("image_path", "score", "normalized_score", "label", "threshold", "error")
 """Columns of ``predictions.csv``."""
