@@ -266,7 +266,7 @@ def _threshold_problem(trainer: Trainer, pl_module: LightningModule) -> str | No
     post_processor = getattr(pl_module, "post_processor", None)
     if post_processor is None or not getattr(post_processor, "is_fitted", False):
         return None
-    for name in ("image_mean", "image_std", "_image_threshold"):
+    for name in ("image_mean", "image_std", "image_threshold"):
         value = getattr(post_processor, name, None)
         if isinstance(value, torch.Tensor) and not bool(torch.isfinite(value).all()):
             return f"the threshold statistic post_processor.{name} is {float(value)}"

@@ -140,7 +140,7 @@ class TorchPredictor(Predictor):
         self.path = path
         self.image_size = tuple(int(side) for side in model.image_size)
         post = model.post_processor
-        self.threshold = float(post._image_threshold)  # noqa: SLF001
+        self.threshold = float(post.image_threshold)
         self.normalized = bool(getattr(post, "enable_normalization", False))
 
     @torch.no_grad()
