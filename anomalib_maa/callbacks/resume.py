@@ -2,13 +2,11 @@
 
 A checkpoint holds the weights, the buffers (MAA's memory state, the threshold statistics), the optimiser states
 and the loop counters. It does not hold the random number generators, which shuffle the training images of the
-next epoch, nor MAA's images of sets A and B kept from the previous batch (used when a batch holds images of one
-set only). :class:`ResumeState` stores both:
-
-- the RNG states (``torch``, ``numpy``, ``random``, CUDA when initialised) as they were at the end of the
-  epoch, *before* the threshold statistics are fitted (scoring the training images creates a data loader, which
-  draws from the global RNG); they are restored when ``fit(ckpt_path=...)`` starts, before the first batch is drawn;
-- ``Maa._last_seen``, restored when training starts.
+next epoch. :class:`ResumeState` stores the RNG states (``torch``, ``numpy``, ``random``, CUDA when initialised)
+as they were at the end of the epoch, *before* the threshold statistics are fitted (scoring the training images
+creates a data loader, which draws from the global RNG); they are restored when ``fit(ckpt_path=...)`` starts,
+before the first batch is drawn. (MAA's images of sets A and B kept from the previous batch, used when a batch
+holds images of one set only, are the model's own checkpoint entry: ``Maa.on_save_checkpoint``.)
 
 Everything is stored as tensors and plain Python values, so ``weights_only=True`` loading accepts the file.
 Checkpoints written in the middle of an epoch store the RNG state at that moment; Lightning does not replay a
@@ -64,7 +62,7 @@ def _as_tuples(value: Any) -> Any:
 
 
 class ResumeState(Callback):
-    """Checkpoint the RNG states and MAA's last-seen A/B images for an exact resume (see the module docstring).
+    """Checkpoint the RNG states for an exact resume (see the module docstring).
 
     Example:
         >>> from lightning.pytorch import Trainer
@@ -73,19 +71,19 @@ class ResumeState(Callback):
 
     def __init__(self) -> None:
         self._trainer: Trainer | None = None
-        self._module: LightningModule | None = None
         self._snapshot: dict[str, Any] | None = None
         self._snapshot_step: int | None = None
         self._pending: dict[str, Any] | None = None
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        """Remember the trainer and module, for :meth:`state_dict`."""
-        del stage
-        self._trainer, self._module = trainer, pl_module
+        """Remember the trainer, for :meth:`state_dict`."""
+        del pl_module, stage
+        self._trainer = trainer
 
     def on_train_epoch_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         """Snapshot the state at the end of the epoch, before other callbacks draw random numbers."""
-        self._snapshot = self._collect(pl_module)
+        del pl_module
+        self._snapshot = {"rng": get_rng_state()}
         self._snapshot_step = trainer.global_step
 
     def state_dict(self) -> dict[str, Any]:
@@ -93,7 +91,7 @@ class ResumeState(Callback):
         trainer = self._trainer
         if self._snapshot is not None and trainer is not None and self._snapshot_step == trainer.global_step:
             return self._snapshot
-        return self._collect(self._module)
+        return {"rng": get_rng_state()}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         """Keep the saved state until the resumed fit starts."""
@@ -104,18 +102,4 @@ class ResumeState(Callback):
         del trainer, pl_module
         if self._pending and "rng" in self._pending:
             set_rng_state(self._pending["rng"])
-
-    def on_train_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        """Restore the last-seen images after the module's ``on_fit_start`` reset them."""
-        del trainer
-        pending, self._pending = self._pending, None
-        if pending and pending.get("last_seen") is not None and hasattr(pl_module, "_last_seen"):
-            pl_module._last_seen = {key: value.to(pl_module.device) for key, value in pending["last_seen"].items()}
-
-    @staticmethod
-    def _collect(pl_module: LightningModule | None) -> dict[str, Any]:
-        state: dict[str, Any] = {"rng": get_rng_state()}
-        last_seen = getattr(pl_module, "_last_seen", None)
-        if isinstance(last_seen, dict):
-            state["last_seen"] = {key: value.detach().cpu().clone() for key, value in last_seen.items()}
-        return state
+        self._pending = None

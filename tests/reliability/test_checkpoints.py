@@ -20,6 +20,9 @@ def test_weights_only_load_carries_memory_pauta_and_preset(runs):
     for key in ("model.generator.memory.h", "model.generator.memory.c", "post_processor.image_mean"):
         assert torch.isfinite(state[key]).all(), key
     assert state["model.generator.memory.h"].abs().sum() > 0, "the memory state was trained and saved"
+    last_seen = checkpoint["maa_last_seen"]  # the model's own entry: the A/B images a resumed fit starts from
+    assert set(last_seen) == {"a", "b"} and last_seen["a"].shape[-2:] == (32, 32)
+    assert "last_seen" not in checkpoint["callbacks"]["ResumeState"]
 
     reloaded = Maa.load_from_checkpoint(a.ckpt, weights_only=True)
     assert reloaded.model.generator.memory.h.shape == a.model.model.generator.memory.h.shape

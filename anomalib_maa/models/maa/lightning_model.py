@@ -224,6 +224,7 @@ class Maa(AnomalibModule):
         self.automatic_optimization = False
         self._set_a: frozenset[str] | None = None
         self._last_seen: dict[str, torch.Tensor] = {}
+        self._resumed_last_seen: dict[str, torch.Tensor] | None = None
 
     @classmethod
     def load_from_checkpoint(cls, checkpoint_path: str | Path, *args: Any, **kwargs: Any) -> Maa:
@@ -392,10 +393,23 @@ class Maa(AnomalibModule):
         enable_unused_parameter_detection(self.trainer)
 
     def on_fit_start(self) -> None:
-        """Split the defect-free training images into sets A and B (seeded)."""
+        """Split the defect-free training images into sets A and B (seeded); a resumed fit gets its last-seen images."""
         super().on_fit_start()
         self._set_a = split_ab(self._training_image_paths(), self.ab_seed)
-        self._last_seen = {}
+        resumed, self._resumed_last_seen = self._resumed_last_seen, None
+        if resumed is None or self.trainer.ckpt_path is None:  # a new fit, also from loaded weights, starts empty
+            resumed = {}
+        self._last_seen = {key: value.to(self.device) for key, value in resumed.items()}
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Also keep the A and B images last seen, so that a resumed fit continues exactly (``_split_batch``)."""
+        super().on_save_checkpoint(checkpoint)
+        checkpoint["maa_last_seen"] = {key: value.detach().cpu().clone() for key, value in self._last_seen.items()}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        """Hold the saved last-seen images until a resumed fit starts (``on_fit_start`` resets them otherwise)."""
+        super().on_load_checkpoint(checkpoint)
+        self._resumed_last_seen = checkpoint.get("maa_last_seen")
 
     def _training_image_paths(self) -> list[str]:
         datamodule = getattr(self.trainer, "datamodule", None)
