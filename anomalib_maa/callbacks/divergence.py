@@ -28,6 +28,8 @@ import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from lightning.pytorch.trainer.states import TrainerFn
 
+from anomalib_maa.post_processing import PautaPostProcessor
+
 __all__ = ["DivergenceError", "DivergenceGuard", "check_finite_losses", "first_non_finite"]
 
 _HINT = (
@@ -270,23 +272,12 @@ def _threshold_problem(trainer: Trainer, pl_module: LightningModule) -> str | No
         value = getattr(post_processor, name, None)
         if isinstance(value, torch.Tensor) and not bool(torch.isfinite(value).all()):
             return f"the threshold statistic post_processor.{name} is {float(value)}"
-    scores = getattr(post_processor, "train_scores", None)
-    if not isinstance(scores, torch.Tensor) or getattr(post_processor, "stats_source", "train") != "train":
+    if not isinstance(post_processor, PautaPostProcessor) or post_processor.stats_source != "train":
         return None
-    expected = _n_normal_training_images(trainer)
-    if expected is not None and 0 < scores.numel() < expected:
+    dropped, finite = post_processor.n_non_finite_scores, post_processor.train_scores.numel()
+    if trainer.state.fn == TrainerFn.FITTING and dropped and finite:
         return (
-            f"the threshold was fitted on {scores.numel()} finite scores, but the training set holds {expected} "
-            f"images: {expected - scores.numel()} scored NaN or inf"
+            f"the threshold was fitted on {finite} finite scores, but the training set holds {finite + dropped} "
+            f"images: {dropped} scored NaN or inf"
         )
     return None
-
-
-def _n_normal_training_images(trainer: Trainer) -> int | None:
-    dataset = getattr(getattr(trainer, "datamodule", None), "train_data", None)
-    samples = getattr(dataset, "samples", None)
-    if samples is None or trainer.state.fn != TrainerFn.FITTING:
-        return None
-    if "label_index" in samples:
-        return int((samples["label_index"] == 0).sum())
-    return len(samples)

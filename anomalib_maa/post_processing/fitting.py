@@ -40,6 +40,8 @@ class PautaFit(PautaThreshold):
         self.results_dir = Path(results_dir) if results_dir is not None else None
         self.save_report = save_report
         self._test_scores = TestScores()
+        self.n_non_finite_scores = 0
+        """Defect-free images of the latest fit whose score was NaN or inf (left out of the statistics)."""
 
     # ------------------------------------------------------------------ scoring with the model
 
@@ -69,7 +71,9 @@ class PautaFit(PautaThreshold):
         return report
 
     def _set_statistics(self, scores: np.ndarray, pixel: PixelAccumulator) -> dict[str, Any]:
-        scores = scores[np.isfinite(scores)]
+        finite = np.isfinite(scores)
+        self.n_non_finite_scores = int(finite.size - finite.sum())
+        scores = scores[finite]
         if scores.size == 0:
             msg = "No finite anomaly scores of defect-free images to fit the Pauta threshold on."
             raise RuntimeError(msg)
