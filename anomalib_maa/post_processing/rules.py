@@ -28,6 +28,7 @@ __all__ = [
     "DEFAULT_GAMMA",
     "METHODS",
     "RULES",
+    "check_choice",
     "check_gamma",
     "empirical_threshold",
     "fit_statistics",
@@ -65,6 +66,18 @@ def gamma_from_false_alarm_rate(false_alarm_rate: float) -> float:
         msg = f"false_alarm_rate must lie strictly between 0 and 1 (e.g. 0.01 for 1 %), got {false_alarm_rate}."
         raise InputError(msg)
     return float(stats.norm.ppf(1.0 - alpha))
+
+
+def check_choice(name: str, value: str, choices: tuple[str, ...]) -> str:
+    """Return ``value`` if it is one of ``choices`` (a rule's ``method``, a ``stats_source``).
+
+    Raises:
+        InputError: Naming the option and its choices otherwise.
+    """
+    if value not in choices:
+        msg = f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}."
+        raise InputError(msg)
+    return value
 
 
 def check_gamma(gamma: float) -> float:

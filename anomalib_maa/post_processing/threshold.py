@@ -1,10 +1,7 @@
 """The Pauta threshold as post-processor state: the rule, the fitted statistics as buffers, and their application.
 
 :class:`PautaThreshold` holds what a checkpoint or an exported graph carries (μ, σ, the training scores, the pixel
-quantiles, the two thresholds) and applies it, with the same code in :meth:`~PautaThreshold.forward` (export) and in
-:meth:`~PautaThreshold.post_process_batch` (Lightning). Fitting it from a model and the Lightning hooks are
-:class:`~anomalib_maa.post_processing.PautaPostProcessor`'s; the rules themselves are in
-:mod:`~anomalib_maa.post_processing.rules`.
+quantiles, the two thresholds) and applies it with the same code in ``forward`` (export) and ``post_process_batch``.
 """
 
 from __future__ import annotations
@@ -21,6 +18,7 @@ from anomalib_maa.post_processing.pixels import N_QUANTILES
 from anomalib_maa.post_processing.rules import (
     DEFAULT_GAMMA,
     METHODS,
+    check_choice,
     check_gamma,
     empirical_threshold,
     gamma_from_false_alarm_rate,
@@ -65,8 +63,8 @@ class PautaThreshold(PostProcessor):
             raise InputError(msg)
         self._gamma = DEFAULT_GAMMA
         self._false_alarm_rate: float | None = None
-        self._method = _check_choice("method", method or "normal", METHODS)
-        self._stats_source = _check_choice("stats_source", stats_source, SOURCES)
+        self._method = check_choice("method", method or "normal", METHODS)
+        self._stats_source = check_choice("stats_source", stats_source, SOURCES)
         # Options the user chose explicitly; they win over values restored from a checkpoint.
         self._explicit: set[str] = set()
         if false_alarm_rate is not None:
@@ -125,7 +123,7 @@ class PautaThreshold(PostProcessor):
 
     @method.setter
     def method(self, value: str) -> None:
-        self._method = _check_choice("method", value, METHODS)
+        self._method = check_choice("method", value, METHODS)
         self._explicit.add("method")
         self._update_thresholds()
 
@@ -136,7 +134,7 @@ class PautaThreshold(PostProcessor):
 
     @stats_source.setter
     def stats_source(self, value: str) -> None:
-        self._stats_source = _check_choice("stats_source", value, SOURCES)
+        self._stats_source = check_choice("stats_source", value, SOURCES)
 
     @property
     def tail_probability(self) -> float:
@@ -298,10 +296,3 @@ class PautaThreshold(PostProcessor):
 
 def _value(tensor: torch.Tensor) -> float:
     return float(tensor.detach().double().cpu())
-
-
-def _check_choice(name: str, value: str, choices: tuple[str, ...]) -> str:
-    if value not in choices:
-        msg = f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}."
-        raise InputError(msg)
-    return value
