@@ -25,9 +25,7 @@ import csv
 import logging
 import os
 import platform
-import statistics
 import tempfile
-import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -35,6 +33,8 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
+
+from anomalib_maa.benchmark.speed import interleaved_times
 
 ROOT = Path(__file__).resolve().parents[1]
 COLUMNS = ("model", "input", "variant", "batch", "median_ms", "images_per_s", "ratio_to_padim_256", "repeats")
@@ -131,20 +131,6 @@ def openvino_runner(module: torch.nn.Module, images: torch.Tensor, workdir: Path
     return run
 
 
-def time_in_turns(runners: dict[str, Callable[[], None]], warmup: int, repeats: int) -> dict[str, float]:
-    """Median seconds per batch of each runner, the runners taking turns."""
-    for run in runners.values():
-        for _ in range(warmup):
-            run()
-    times: dict[str, list[float]] = {name: [] for name in runners}
-    for _ in range(repeats):
-        for name, run in runners.items():
-            start = time.perf_counter()
-            run()
-            times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) for name, values in times.items()}
-
-
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -191,7 +177,8 @@ def main(argv: list[str] | None = None) -> int:
                     "eager",
                     torch_runner(build_peer(peer, size, args.bank), images(size)),
                 )
-        medians = time_in_turns({name: item[3] for name, item in timed.items()}, args.warmup, args.repeats)
+        runners = {name: item[3] for name, item in timed.items()}
+        medians = {name: median for name, (median, _) in interleaved_times(runners, args.repeats, args.warmup).items()}
     reference = args.batch / medians["padim-256x256"]
     rows = []
     for name, (model, label, variant, _) in timed.items():

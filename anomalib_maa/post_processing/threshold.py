@@ -118,7 +118,7 @@ class PautaThreshold(PostProcessor):
 
     @property
     def method(self) -> str:
-        """``"normal"`` (``μ + γσ``) or ``"empirical"`` (quantile of the training scores)."""
+        """``"normal"`` (``μ + γσ``), ``"lognormal"`` (the same on log scores) or ``"empirical"`` (a quantile)."""
         return self._method
 
     @method.setter

@@ -22,30 +22,12 @@ import json
 from pathlib import Path
 
 import torch
-from anomalib.data import Folder
+from score_study import datamodule  # same folder: ksdd:ROOT or pcb:ROOT
 from torch.utils.data import DataLoader
 from torchmetrics.classification import BinaryAUROC
 from torchvision.transforms.v2.functional import gaussian_blur
 
 from anomalib_maa import Maa
-from anomalib_maa.data import Ksdd
-
-
-def datamodule(spec: str):
-    """``ksdd:ROOT`` (the paper's split) or ``pcb:ROOT`` (MVTec layout through anomalib's Folder)."""
-    kind, root = spec.split(":", 1)
-    if kind == "ksdd":
-        return Ksdd(root=root, num_workers=0)
-    return Folder(
-        name=Path(root).name,
-        root=root,
-        normal_dir="train/good",
-        abnormal_dir="test/defect",
-        normal_test_dir="test/good",
-        mask_dir="ground_truth/defect",
-        val_split_mode="none",
-        num_workers=0,
-    )
 
 
 @torch.inference_mode()
