@@ -31,11 +31,13 @@ __all__ = [
     "N_QUANTILES",
     "PixelAccumulator",
     "eval_mode",
+    "fit_tile_statistics",
     "gather_normal_scores",
     "is_last_epoch",
     "score_normal_images",
     "score_normals",
     "statistics_loader",
+    "tile_normalised_model",
 ]
 
 logger = logging.getLogger(__name__)
@@ -51,9 +53,12 @@ def score_normal_images(pl_module: LightningModule, loader: Iterable[Any]) -> tu
         loader: Batches with an ``image`` field (and optionally ``gt_label``).
 
     Returns:
-        Float64 scores and a :class:`PixelAccumulator` over the anomaly maps.
+        Float64 scores and a :class:`PixelAccumulator` over the anomaly maps. For a model with per-tile
+        statistics (:func:`tile_normalised_model`) the scores are its raw tile scores, shape ``(N, T)``:
+        :func:`score_normals` fits the statistics to them and turns them into image scores.
     """
     transform = getattr(getattr(pl_module, "pre_processor", None), "transform", None)
+    tiled = tile_normalised_model(pl_module)
     collected: list[np.ndarray] = []
     pixel = PixelAccumulator()
     for batch in loader:
@@ -62,16 +67,19 @@ def score_normal_images(pl_module: LightningModule, loader: Iterable[Any]) -> tu
         images = images.to(pl_module.device)
         if transform is not None:
             images = transform(images)
-        output = pl_module.model(images)
-        anomaly_map = getattr(output, "anomaly_map", None)
-        score = getattr(output, "pred_score", None)
-        if score is None and anomaly_map is not None:
-            score = torch.amax(anomaly_map.flatten(1), dim=1)
-        if score is None:
-            msg = "The model returned neither pred_score nor anomaly_map in eval mode."
-            raise RuntimeError(msg)
-        score = score.reshape(-1)
-        keep = torch.ones_like(score, dtype=torch.bool)
+        if tiled is not None:
+            score, anomaly_map = tiled.tile_scores(images)
+        else:
+            output = pl_module.model(images)
+            anomaly_map = getattr(output, "anomaly_map", None)
+            score = getattr(output, "pred_score", None)
+            if score is None and anomaly_map is not None:
+                score = torch.amax(anomaly_map.flatten(1), dim=1)
+            if score is None:
+                msg = "The model returned neither pred_score nor anomaly_map in eval mode."
+                raise RuntimeError(msg)
+            score = score.reshape(-1)
+        keep = torch.ones(score.shape[0], dtype=torch.bool, device=score.device)
         if labels is not None:
             keep = torch.as_tensor(labels, device=score.device).reshape(-1) == 0
         collected.append(score[keep].detach().double().cpu().numpy())
@@ -79,6 +87,37 @@ def score_normal_images(pl_module: LightningModule, loader: Iterable[Any]) -> tu
             pixel.update(anomaly_map[keep.to(anomaly_map.device)])
     scores = np.concatenate(collected) if collected else np.empty(0)
     return scores, pixel
+
+
+def tile_normalised_model(pl_module: LightningModule) -> torch.nn.Module | None:
+    """The module's torch model when it scores tiles against fitted per-tile statistics, else ``None``.
+
+    Such a model (MAA with ``tile_norm``) has a ``score_norm`` module, ``tile_scores(images)`` giving the raw
+    tile scores ``(B, T)`` and the anomaly map, and ``fit_tile_norm(tile_scores)``.
+    """
+    model = getattr(pl_module, "model", None)
+    if getattr(model, "score_norm", None) is None or not callable(getattr(model, "tile_scores", None)):
+        return None
+    return model
+
+
+def fit_tile_statistics(pl_module: LightningModule, tile_scores: np.ndarray) -> np.ndarray:
+    """Fit a tile-normalised model's statistics to the normal images' raw tile scores; return image scores.
+
+    Args:
+        pl_module: Module whose model :func:`tile_normalised_model` accepts.
+        tile_scores: Raw tile scores ``(N, T)`` of the defect-free images (all ranks').
+
+    Returns:
+        Float64 image scores ``(N,)``, as the fitted model gives them.
+    """
+    model = tile_normalised_model(pl_module)
+    if model is None:
+        msg = f"{type(pl_module).__name__} has no per-tile score statistics to fit"
+        raise RuntimeError(msg)
+    raw = torch.as_tensor(np.asarray(tile_scores, dtype=np.float64).reshape(len(tile_scores), -1))
+    model.fit_tile_norm(raw)
+    return model.score_norm(raw.to(model.score_norm.center.device)).double().cpu().numpy()
 
 
 def score_normals(
@@ -103,12 +142,15 @@ def score_normals(
         stack.enter_context(torch.inference_mode(False))
         stack.enter_context(torch.no_grad())
         if dataloader is not None:
-            return score_normal_images(pl_module, dataloader)
-        # Score with rank 0's weights and buffers, the checkpoint's (no-ops in a single process).
-        broadcast_module_state(getattr(pl_module, "model", pl_module))
-        loader = stack.enter_context(statistics_loader(source, trainer, pl_module, shard=True))
-        scores, pixel = score_normal_images(pl_module, loader)
-        return gather_normal_scores(scores, pixel)
+            scores, pixel = score_normal_images(pl_module, dataloader)
+        else:
+            # Score with rank 0's weights and buffers, the checkpoint's (no-ops in a single process).
+            broadcast_module_state(getattr(pl_module, "model", pl_module))
+            loader = stack.enter_context(statistics_loader(source, trainer, pl_module, shard=True))
+            scores, pixel = gather_normal_scores(*score_normal_images(pl_module, loader))
+        if tile_normalised_model(pl_module) is not None and np.size(scores):  # raw tile scores: fit, then score
+            scores = fit_tile_statistics(pl_module, scores)
+        return scores, pixel
 
 
 def gather_normal_scores(scores: np.ndarray, pixel: PixelAccumulator) -> tuple[np.ndarray, PixelAccumulator]:
@@ -129,7 +171,8 @@ def gather_normal_scores(scores: np.ndarray, pixel: PixelAccumulator) -> tuple[n
     gathered = all_gather_objects((scores, pixel.state()))
     if len(gathered) == 1:
         return scores, pixel
-    merged_scores = np.concatenate([np.asarray(part, dtype=np.float64).reshape(-1) for part, _ in gathered])
+    shape = (-1, *np.shape(scores)[1:])  # image scores (N,) or tile scores (N, T)
+    merged_scores = np.concatenate([np.asarray(part, dtype=np.float64).reshape(shape) for part, _ in gathered])
     return merged_scores, PixelAccumulator.merged(state for _, state in gathered)
 
 

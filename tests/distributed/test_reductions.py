@@ -117,3 +117,12 @@ def test_statistics_loader_shards_contiguously(tmp_path, monkeypatch):
             assert len(loader.dataset) == 5
     assert paths[0] + paths[1] == list(datamodule.train_data.samples["image_path"])
     assert [len(part) for part in paths] == [3, 2]
+
+
+def test_gather_keeps_tile_scores_per_image(monkeypatch):
+    """Tile-normalised models gather raw tile scores (N, T): rank shards stack as rows, in rank order."""
+    first, second = np.arange(6.0).reshape(3, 2), np.arange(6.0, 10.0).reshape(2, 2)
+    pixel = PixelAccumulator()
+    monkeypatch.setattr(scoring, "all_gather_objects", lambda obj: [(first, obj[1]), (second, obj[1])])
+    gathered, _ = gather_normal_scores(first, pixel)
+    np.testing.assert_array_equal(gathered, np.concatenate([first, second]))

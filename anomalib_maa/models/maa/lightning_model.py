@@ -105,6 +105,10 @@ class Maa(AnomalibModule):
             by its worst non-overlapping tile, with the anomaly map put back together; ``None``
             (default) works on whole images. ``image_size`` must be a whole number of tiles.
         tile_overlap: Score tiles overlapping by half a tile (the map averages them; see :class:`MaaModel`).
+        tile_norm: Score each tile against the defect-free training images' scores of the same tile (robust
+            z-score of the log score, :mod:`~anomalib_maa.models.maa.score_norm`) and an image by its largest;
+            fitted by the Pauta post-processor from the training images. The scores are z-scores, which can be
+            negative: use ``threshold_method="normal"`` or ``"empirical"`` with it.
         ab_seed: Seed of the A/B split.
         heal_prob: Share of set-A images given small synthetic defects before the generator, which
             must return the clean image (paired term): teaches it to rebuild defects as normal surface
@@ -152,6 +156,7 @@ class Maa(AnomalibModule):
         augment_flips: bool = False,
         tile_size: int | Sequence[int] | None = None,
         tile_overlap: bool = False,
+        tile_norm: bool = False,
         ab_seed: int = 0,
         heal_prob: float = 0.0,
         train_steps: int = 3000,
@@ -217,6 +222,7 @@ class Maa(AnomalibModule):
             "score": score,
             "score_window": score_window,
             "tile_overlap": tile_overlap,
+            "tile_norm": tile_norm,
         }
         self._build(image_size, tile, in_channels or 3)
         self.generator_loss = GeneratorLoss(lambda_adv, lambda_rec)
@@ -261,16 +267,29 @@ class Maa(AnomalibModule):
     def load_state_dict(self, state_dict: Any, strict: bool = True, assign: bool = False) -> Any:
         """Rebuild the model for the sizes stored with the weights, then load them.
 
-        State dicts written before the sizes were stored load into the model as it is built.
+        State dicts written before the sizes were stored load into the model as it is built; those written
+        before tile statistics existed load with unfitted ones (the Pauta fit sets them).
         """
         sizes = state_dict.get("model_sizes")
         if sizes is None:
+            state_dict = self._with_unfitted_tile_norm(state_dict)
             return super().load_state_dict({**state_dict, "model_sizes": self.model_sizes}, strict, assign)
         self._derive = {"image_size": False, "in_channels": False}  # trained weights: nothing left to derive
         if [int(v) for v in sizes] != [int(v) for v in self.model_sizes]:
             height, width, tile_h, tile_w, channels = (int(v) for v in sizes)
             self._build((height, width), (tile_h, tile_w) if tile_h else None, channels)
+        state_dict = self._with_unfitted_tile_norm(state_dict)
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
+    def _with_unfitted_tile_norm(self, state_dict: Any) -> Any:
+        """Add the model's own (unfitted) tile statistics to weights saved without them; drop unused ones."""
+        norm = self.model.score_norm
+        if norm is None:  # built without tile_norm: statistics of a tile_norm checkpoint are not used
+            return {key: value for key, value in state_dict.items() if not key.startswith("model.score_norm.")}
+        if any(key.startswith("model.score_norm.") for key in state_dict):
+            return state_dict
+        logger.info("The weights carry no tile statistics (trained without tile_norm): they start unfitted.")
+        return {**state_dict, **{f"model.score_norm.{key}": value for key, value in norm.state_dict().items()}}
 
     @property
     def sizes(self) -> dict[str, Any]:

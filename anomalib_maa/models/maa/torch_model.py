@@ -15,6 +15,7 @@ from .anomaly_map import AnomalyMapGenerator
 from .components import Decoder, Encoder
 from .discriminator import MarkovDiscriminator
 from .memory import AutoMemory, MemoryMode
+from .score_norm import TileScoreNorm
 
 ScoreMode = Literal["fmd", "local_fmd", "map_max"]
 
@@ -95,6 +96,10 @@ class MaaModel(nn.Module):
         tile_overlap: Score tiles that overlap by half a tile (stride = half the tile): the anomaly map is the
             mean of the overlapping tiles' maps, so the generator's weaker reconstruction at tile borders no
             longer reads as a defect. About 2.5-3x the inference cost of non-overlapping tiles.
+        tile_norm: Read each tile's score against the defect-free training images' scores of the same tile
+            (:class:`~anomalib_maa.models.maa.score_norm.TileScoreNorm`: robust z-score of the log score) and
+            score an image by its largest z-score. The statistics are fitted with :meth:`fit_tile_norm`
+            (the Pauta post-processor does it when it scores the training images); the anomaly map is unchanged.
 
     Example:
         >>> model = MaaModel((64, 64), n_features=4).eval()
@@ -116,6 +121,7 @@ class MaaModel(nn.Module):
         score_window: int = 3,
         tile_size: tuple[int, int] | None = None,
         tile_overlap: bool = False,
+        tile_norm: bool = False,
     ) -> None:
         super().__init__()
         image_size = tuple(image_size)
@@ -136,7 +142,17 @@ class MaaModel(nn.Module):
         self.score = score
         self.score_window = score_window
         self.in_channels = in_channels
+        self.score_norm = TileScoreNorm(self.n_tiles) if tile_norm else None
         self.apply(init_weights)
+
+    @property
+    def n_tiles(self) -> int:
+        """Tiles per image (1 without tiling)."""
+        if self.tiler is None:
+            return 1
+        (height, width), (tile_h, tile_w) = self.image_size, self.tile_size
+        stride_h, stride_w = self.tiler.stride_h, self.tiler.stride_w
+        return ((height - tile_h) // stride_h + 1) * ((width - tile_w) // stride_w + 1)
 
     def match_channels(self, image: torch.Tensor) -> torch.Tensor:
         """Average RGB input to one channel for a grayscale model; otherwise return it unchanged.
@@ -158,13 +174,25 @@ class MaaModel(nn.Module):
 
     def forward(self, image: torch.Tensor) -> torch.Tensor | InferenceBatch:
         """Reconstruct (training) or score (eval) a batch of images in [-1, 1]."""
+        if self.training:
+            image = self.match_channels(image)
+            if self.tiler is None:
+                return self.generator(image)
+            return self.tiler.untile(self.generator(self.tiler.tile(image)))
+        tile_scores, anomaly_map = self.tile_scores(image)
+        score = self.score_norm(tile_scores) if self.score_norm is not None else tile_scores.amax(dim=1)
+        return InferenceBatch(pred_score=score, anomaly_map=anomaly_map)
+
+    def tile_scores(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Raw score of every tile ``(B, T)`` and the anomaly map ``(B, 1, H, W)`` of images in [-1, 1] (eval).
+
+        Without tiling ``T`` is 1. An image's raw score is its largest tile score.
+        """
         image = self.match_channels(image)
         batch_size = image.shape[0]
         if self.tiler is not None:
             image = self.tiler.tile(image)
         reconstruction = self.generator(image)
-        if self.training:
-            return self.tiler.untile(reconstruction) if self.tiler is not None else reconstruction
         anomaly_map = self.anomaly_map_generator(image, reconstruction)
         if self.score == "map_max":
             score = anomaly_map.flatten(1).amax(dim=1)
@@ -175,7 +203,17 @@ class MaaModel(nn.Module):
                 score = local_maximum(self.fmd, f_input, f_reconstruction, self.score_window)
             else:
                 score = self.fmd(f_input, f_reconstruction)
-        if self.tiler is not None:  # an image scores as its worst tile
-            score = score.reshape(batch_size, -1).amax(dim=1)
+        if self.tiler is not None:
             anomaly_map = self.tiler.untile(anomaly_map)
-        return InferenceBatch(pred_score=score, anomaly_map=anomaly_map)
+        return score.reshape(batch_size, -1), anomaly_map
+
+    def fit_tile_norm(self, tile_scores: torch.Tensor) -> None:
+        """Fit the per-tile statistics to the raw tile scores ``(N, T)`` of defect-free images.
+
+        Raises:
+            RuntimeError: If the model was built without ``tile_norm``.
+        """
+        if self.score_norm is None:
+            msg = "This MAA model was built with tile_norm=False: it has no tile statistics to fit"
+            raise RuntimeError(msg)
+        self.score_norm.fit(tile_scores)
