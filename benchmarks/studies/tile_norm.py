@@ -30,9 +30,9 @@ def test_scores(model: Maa, dataset) -> tuple[torch.Tensor, torch.Tensor, torch.
     raw, normalised, labels = [], [], []
     for batch in DataLoader(dataset, batch_size=8, collate_fn=dataset.collate_fn):
         image = model.pre_processor.transform(batch.image)
-        tile_scores, _ = model.model.tile_scores(image)
+        tile_scores, _ = model.model.tile_scores(image)  # one generator pass gives both scores
         raw.append(tile_scores.amax(dim=1))
-        normalised.append(model.model(image).pred_score)
+        normalised.append(model.model.score_norm(tile_scores))
         labels.append(batch.gt_label)
     return torch.cat(raw), torch.cat(normalised), torch.cat(labels)
 
