@@ -16,8 +16,9 @@ import time
 from typing import Any
 
 from lightning.pytorch import Callback, LightningModule, Trainer
+from torch.utils.data import Dataset
 
-__all__ = ["DatasetCache", "cache_size", "clear_cache"]
+__all__ = ["CachedDataset", "DatasetCache", "cache_size", "clear_cache"]
 
 _CACHE: dict[tuple[str, str, str], Any] = {}
 
@@ -32,23 +33,47 @@ def cache_size() -> int:
     return len(_CACHE)
 
 
-def _cached_getitem(self: Any, index: int) -> Any:
-    """``__getitem__`` of a cached dataset: keyed by image, mask and the augmentations' description."""
-    row = self.samples.iloc[index]
-    key = (str(row.image_path), str(getattr(row, "mask_path", "")), repr(self.augmentations))
-    item = _CACHE.get(key)
-    if item is None:
-        item = super(type(self), self).__getitem__(index)
-        _CACHE[key] = item
-    return item
+class CachedDataset(Dataset):
+    """A dataset whose items are read once and then served from the process-wide cache.
 
+    Items are keyed by image path, mask path and the augmentations' description, so every job of a
+    run that reads the same file with the same transforms shares one decoded item. Everything else
+    (``samples``, ``task``, ``collate_fn``, ``augmentations``, ...) is read from and written to the wrapped
+    dataset.
 
-def _cached_class(cls: type) -> type:
-    """A subclass of ``cls`` (same layout, so instances can switch to it) whose items go through the cache."""
-    if getattr(cls, "_benchmark_cached", False):
-        return cls
-    namespace = {"__module__": __name__, "__slots__": (), "__getitem__": _cached_getitem, "_benchmark_cached": True}
-    return type(f"Cached{cls.__name__}", (cls,), namespace)
+    Args:
+        dataset: The anomalib dataset to cache (it needs a ``samples`` table).
+    """
+
+    def __init__(self, dataset: Any) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        """Number of items of the wrapped dataset."""
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> Any:
+        """The wrapped dataset's item ``index``, decoded at most once per process."""
+        row = self.dataset.samples.iloc[index]
+        key = (str(row.image_path), str(getattr(row, "mask_path", "")), repr(self.dataset.augmentations))
+        item = _CACHE.get(key)
+        if item is None:
+            item = self.dataset[index]
+            _CACHE[key] = item
+        return item
+
+    def __getattr__(self, name: str) -> Any:
+        """Attributes other than the items are the wrapped dataset's."""
+        if name == "dataset":  # not set yet (e.g. while unpickling): no recursion
+            raise AttributeError(name)
+        return getattr(self.dataset, name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        """Writes other than ``dataset`` go to the wrapped dataset (anomalib sets ``augmentations`` at setup)."""
+        if name == "dataset":
+            super().__setattr__(name, value)
+        else:
+            setattr(self.dataset, name, value)
 
 
 class DatasetCache(Callback):
@@ -63,7 +88,7 @@ class DatasetCache(Callback):
         self.seconds = 0.0
 
     def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        """After the datamodule's ``setup``: swap the datasets' classes, turn workers off, warm the cache."""
+        """After the datamodule's ``setup``: wrap its datasets in :class:`CachedDataset`, no workers, warm the cache."""
         del pl_module, stage
         datamodule = getattr(trainer, "datamodule", None)
         if datamodule is None:
@@ -74,7 +99,9 @@ class DatasetCache(Callback):
         for name in ("train_data", "val_data", "test_data"):
             dataset = getattr(datamodule, name, None)
             if dataset is not None and hasattr(dataset, "samples"):
-                dataset.__class__ = _cached_class(type(dataset))
+                if not isinstance(dataset, CachedDataset):
+                    dataset = CachedDataset(dataset)
+                    setattr(datamodule, name, dataset)
                 for index in range(len(dataset)):
                     dataset[index]
         self.seconds += time.perf_counter() - start

@@ -29,9 +29,9 @@ _EXPORTS = {
     "openvino_inferencer": "anomalib_maa.deploy.export",
     "read_export_metadata": "anomalib_maa.deploy.export",
     "polar_frechet_markov_distance": "anomalib_maa.metrics.fmd_polar",
-    "Predictor": "anomalib_maa.deploy.predict",
-    "PredictionError": "anomalib_maa.deploy.predict",
-    "load_predictor": "anomalib_maa.deploy.predict",
+    "Predictor": "anomalib_maa.deploy.predictors",
+    "PredictionError": "anomalib_maa.deploy.predictors",
+    "load_predictor": "anomalib_maa.deploy.predictors",
     "predict_folder": "anomalib_maa.deploy.predict",
 }
 

@@ -25,7 +25,8 @@ import torch
 from PIL import Image
 
 from anomalib_maa.data import Ksdd
-from anomalib_maa.deploy.predict import load_predictor, read_rgb
+from anomalib_maa.deploy import load_predictor
+from anomalib_maa.deploy.predict import read_rgb
 
 
 def pick_images(root: str, seed: int, n_defect: int, n_good: int) -> list[tuple[Path, Path | None, int]]:

@@ -127,17 +127,26 @@ def test_speed_report_tables_without_verdicts():
 
 
 def test_dataset_cache_serves_items_once(tmp_path):
-    from anomalib_maa.benchmark.cache import _cached_class, cache_size, clear_cache
+    from torchvision.transforms.v2 import Resize
+
+    from anomalib_maa.benchmark.cache import CachedDataset, cache_size, clear_cache
     from anomalib_maa.utils.sample_data import folder_datamodule, make_sample_dataset
 
     root = make_sample_dataset(tmp_path, n_train=2, n_test_good=1, n_test_defect=1, size=16)
     datamodule = folder_datamodule(root)
     datamodule.setup()
-    dataset = datamodule.train_data
-    dataset.__class__ = _cached_class(type(dataset))
+    plain = datamodule.train_data
+    dataset = CachedDataset(plain)
     clear_cache()
     first = dataset[0]
     assert dataset[0] is first and cache_size() == 1
+    assert plain[0] is not first  # the wrapped dataset decodes afresh: the wrapper caches
+    assert len(dataset) == len(plain) and dataset.samples is plain.samples and dataset.collate_fn == plain.collate_fn
+    assert CachedDataset(plain)[0] is first  # shared by every wrapper of the same file and transforms
+    resize = Resize((8, 8))
+    dataset.augmentations = resize  # anomalib sets augmentations at setup: they reach the wrapped dataset
+    assert plain.augmentations is resize and dataset[0] is not first  # and are part of the key
+    assert tuple(dataset[0].image.shape[-2:]) == (8, 8)
     clear_cache()
 
 

@@ -54,7 +54,7 @@ class RecordRankState(Callback):
             "rank": trainer.global_rank,
             "world_size": trainer.world_size,
             "steps": self.steps,
-            "set_a": sorted(pl_module._set_a or ()),
+            "set_a": sorted(pl_module.ab_batches.set_a or ()),
             "state_dict": {name: value.detach().cpu().clone() for name, value in pl_module.state_dict().items()},
             "images_seen": self.images_seen,
             "epoch_seconds": self.epoch_seconds,

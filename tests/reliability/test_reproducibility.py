@@ -32,8 +32,8 @@ def _cli_args(root: Path, out: Path, seed: int | None) -> list[str]:
 
 def test_engine_same_seed_same_split_weights_and_scores(runs):
     a, b = runs.a, runs.b
-    assert a.model._set_a == b.model._set_a
-    assert 0 < len(a.model._set_a) < len(a.datamodule.train_data)
+    assert a.model.ab_batches.set_a == b.model.ab_batches.set_a
+    assert 0 < len(a.model.ab_batches.set_a) < len(a.datamodule.train_data)
     assert max_state_difference(a.model, b.model) <= 1e-6
     torch.testing.assert_close(
         raw_test_scores(b.model, b.datamodule), raw_test_scores(a.model, a.datamodule), rtol=0, atol=1e-6

@@ -38,7 +38,7 @@ from anomalib_maa.metrics.evaluation import table2_evaluator
 from anomalib_maa.metrics.fmd import FmdMethod
 from anomalib_maa.post_processing import PautaPostProcessor
 
-from .ab_split import split_ab
+from .ab_split import ABBatches, training_image_paths
 from .augment import random_crops, random_flips
 from .export import exportable_fmd, write_onnx_metadata
 from .loss import DiscriminatorLoss, GeneratorLoss
@@ -228,8 +228,7 @@ class Maa(AnomalibModule):
         self.generator_loss = GeneratorLoss(lambda_adv, lambda_rec)
         self.discriminator_loss = DiscriminatorLoss()
         self.automatic_optimization = False
-        self._set_a: frozenset[str] | None = None
-        self._last_seen: dict[str, torch.Tensor] = {}
+        self.ab_batches = ABBatches()
         self._resumed_last_seen: dict[str, torch.Tensor] | None = None
 
     @classmethod
@@ -304,7 +303,7 @@ class Maa(AnomalibModule):
         """Derive what was not given (input size, tiles, channels) from the training images, once."""
         if not any(self._derive.values()):
             return
-        paths = self._training_image_paths()
+        paths = training_image_paths(self.trainer)
         tile = self.tile_size or DEFAULT_TILE
         derived = derive_sizes(paths, tile=tile)
         image_size = derived.image_size if self._derive["image_size"] else self.image_size
@@ -331,7 +330,7 @@ class Maa(AnomalibModule):
             return  # 1000: Lightning's own default when nobody gave an epoch count
         datamodule = getattr(trainer, "datamodule", None)
         batch_size = getattr(datamodule, "train_batch_size", None)
-        n_images = len(self._training_image_paths())
+        n_images = len(training_image_paths(self.trainer))
         if not batch_size:
             return
         epochs = derive_epochs(n_images, int(batch_size), self.train_steps)
@@ -414,58 +413,20 @@ class Maa(AnomalibModule):
     def on_fit_start(self) -> None:
         """Split the defect-free training images into sets A and B (seeded); a resumed fit gets its last-seen images."""
         super().on_fit_start()
-        self._set_a = split_ab(self._training_image_paths(), self.ab_seed)
         resumed, self._resumed_last_seen = self._resumed_last_seen, None
-        if resumed is None or self.trainer.ckpt_path is None:  # a new fit, also from loaded weights, starts empty
-            resumed = {}
-        self._last_seen = {key: value.to(self.device) for key, value in resumed.items()}
+        if self.trainer.ckpt_path is None:  # a new fit, also from loaded weights, starts empty
+            resumed = None
+        self.ab_batches.start(training_image_paths(self.trainer), self.ab_seed, resumed, self.device)
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        """Also keep the A and B images last seen, so that a resumed fit continues exactly (``_split_batch``)."""
+        """Also keep the A and B images last seen, so that a resumed fit continues exactly (:class:`ABBatches`)."""
         super().on_save_checkpoint(checkpoint)
-        checkpoint["maa_last_seen"] = {key: value.detach().cpu().clone() for key, value in self._last_seen.items()}
+        checkpoint["maa_last_seen"] = self.ab_batches.state()
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         """Hold the saved last-seen images until a resumed fit starts (``on_fit_start`` resets them otherwise)."""
         super().on_load_checkpoint(checkpoint)
         self._resumed_last_seen = checkpoint.get("maa_last_seen")
-
-    def _training_image_paths(self) -> list[str]:
-        datamodule = getattr(self.trainer, "datamodule", None)
-        dataset = getattr(datamodule, "train_data", None)
-        if dataset is None:
-            loader = self.trainer.train_dataloader
-            dataset = getattr(loader, "dataset", None)
-        samples = getattr(dataset, "samples", None)
-        if samples is None or "image_path" not in samples:
-            msg = "MAA needs an anomalib dataset with image paths to split the training images into sets A and B"
-            raise ValueError(msg)
-        if "label_index" in samples and (samples["label_index"] != 0).any():
-            bad = samples.loc[samples["label_index"] != 0, "image_path"].head(3).tolist()
-            msg = f"MAA trains on defect-free images only, but the training set holds defective images, e.g. {bad}"
-            raise ValueError(msg)
-        return samples["image_path"].astype(str).tolist()
-
-    def _split_batch(self, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return ``(x_a, x_b)`` with one set-B image per set-A image.
-
-        Set-B images are cycled when the batch holds fewer B than A images. When the batch holds
-        none of one set, that set's images from the previous batch stand in; on the very first
-        batch, the other set's images shifted by one (so every step, and every DDP rank, updates).
-        """
-        if self._set_a is None:
-            msg = "The A/B split is made in on_fit_start; train MAA through a Lightning Trainer or anomalib Engine"
-            raise RuntimeError(msg)
-        image = self.model.match_channels(batch.image)
-        in_a = torch.tensor([str(path) in self._set_a for path in batch.image_path], device=image.device)
-        images = {"a": image[in_a], "b": image[~in_a]}
-        for key, other in (("a", "b"), ("b", "a")):
-            if len(images[key]):
-                self._last_seen[key] = images[key].detach()
-            else:
-                images[key] = self._last_seen.get(key, images[other].roll(1, dims=0))
-        x_a, x_b = images["a"], images["b"]
-        return x_a, x_b[torch.arange(len(x_a), device=x_b.device) % len(x_b)]
 
     def training_step(self, batch: Batch, batch_idx: int) -> STEP_OUTPUT:
         """One discriminator and one generator update on a batch split into sets A and B.
@@ -473,7 +434,7 @@ class Maa(AnomalibModule):
         Raises:
             DivergenceError: When a loss is NaN or infinite, before its optimiser step (naming epoch and step).
         """
-        x_a, x_b = self._split_batch(batch)
+        x_a, x_b = self.ab_batches.split(self.model.match_channels(batch.image), batch.image_path)
         if self.model.tiler is not None:
             x_a, x_b = random_crops(x_a, self.model.tile_size), random_crops(x_b, self.model.tile_size)
         if self.augment_flips:
