@@ -38,6 +38,7 @@ from typing import Any
 import cv2
 import numpy as np
 import torch
+from anomalib.data.utils.image import get_image_filenames_from_dir, is_image_file
 from PIL import Image, UnidentifiedImageError
 from torchvision.transforms.v2 import functional as TF  # noqa: N812
 from tqdm.auto import tqdm
@@ -90,18 +91,20 @@ def list_images(data_path: str | Path) -> tuple[Path, list[Path]]:
         msg = f"Data path not found: {data_path}"
         raise FileNotFoundError(msg)
     if data_path.is_file():
-        if data_path.suffix.lower() not in IMAGE_EXTENSIONS:
+        if not is_image_file(data_path):
             msg = f"{data_path} is not an image file (suffixes read: {', '.join(IMAGE_EXTENSIONS)})"
             raise PredictionError(msg)
         return data_path.parent, [data_path]
-    files = sorted(path for path in data_path.rglob("*") if path.is_file())
-    images = [path for path in files if path.suffix.lower() in IMAGE_EXTENSIONS]
-    skipped = len(files) - len(images)
-    if skipped:
-        logger.info("Skipping %d non-image file(s) in %s", skipped, data_path)
+    try:
+        images = [path for path in get_image_filenames_from_dir(data_path) if path.is_file()]
+    except ValueError:
+        images = []
     if not images:
         msg = f"No images in {data_path} (suffixes read: {', '.join(IMAGE_EXTENSIONS)})"
         raise PredictionError(msg)
+    skipped = sum(1 for path in data_path.rglob("*") if path.is_file() and not is_image_file(path))
+    if skipped:
+        logger.info("Skipping %d non-image file(s) in %s", skipped, data_path)
     return data_path, images
 
 
