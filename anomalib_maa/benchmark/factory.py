@@ -9,6 +9,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from lightning.pytorch.cli import instantiate_class
+
 from anomalib_maa.benchmark.config import DataSpec, ModelSpec, substitute_seed
 
 __all__ = ["RUNNER_MODEL_DEFAULTS", "build_datamodule", "build_model", "instantiate", "resolve_class"]
@@ -55,15 +57,15 @@ def resolve_class(name: str) -> type:
 def instantiate(value: Any) -> Any:
     """Instantiate every ``{class_path, init_args}`` mapping inside ``value`` (depth first).
 
+    Each node is built by Lightning's ``instantiate_class``, the function ``LightningCLI`` uses.
+
     Example:
         >>> instantiate({"x": {"class_path": "collections.Counter", "init_args": {"a": 2}}})
         {'x': Counter({'a': 2})}
     """
     if isinstance(value, dict):
         if "class_path" in value and set(value) <= {"class_path", "init_args"}:
-            module_name, _, attribute = value["class_path"].rpartition(".")
-            cls = getattr(importlib.import_module(module_name), attribute)
-            return cls(**instantiate(value.get("init_args") or {}))
+            return instantiate_class((), {**value, "init_args": instantiate(value.get("init_args") or {})})
         return {key: instantiate(item) for key, item in value.items()}
     if isinstance(value, list):
         return [instantiate(item) for item in value]
@@ -150,6 +152,4 @@ def build_datamodule(spec: DataSpec, seed: int, data_dir: Path) -> Any:
             make_sample_dataset(root, **generator_args)
             marker.write_text(wanted)
         return folder_datamodule(root, **init_args)
-    module_name, _, attribute = str(spec.class_path).rpartition(".")
-    cls = getattr(importlib.import_module(module_name), attribute)
-    return cls(**init_args)
+    return instantiate_class((), {"class_path": str(spec.class_path), "init_args": init_args})
