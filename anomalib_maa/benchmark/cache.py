@@ -16,7 +16,8 @@ import time
 from typing import Any
 
 from lightning.pytorch import Callback, LightningModule, Trainer
-from torch.utils.data import Dataset
+
+from anomalib_maa.data.cache import CachedDataset
 
 __all__ = ["CachedDataset", "DatasetCache", "cache_size", "clear_cache"]
 
@@ -31,49 +32,6 @@ def clear_cache() -> None:
 def cache_size() -> int:
     """Number of cached items."""
     return len(_CACHE)
-
-
-class CachedDataset(Dataset):
-    """A dataset whose items are read once and then served from the process-wide cache.
-
-    Items are keyed by image path, mask path and the augmentations' description, so every job of a
-    run that reads the same file with the same transforms shares one decoded item. Everything else
-    (``samples``, ``task``, ``collate_fn``, ``augmentations``, ...) is read from and written to the wrapped
-    dataset.
-
-    Args:
-        dataset: The anomalib dataset to cache (it needs a ``samples`` table).
-    """
-
-    def __init__(self, dataset: Any) -> None:
-        self.dataset = dataset
-
-    def __len__(self) -> int:
-        """Number of items of the wrapped dataset."""
-        return len(self.dataset)
-
-    def __getitem__(self, index: int) -> Any:
-        """The wrapped dataset's item ``index``, decoded at most once per process."""
-        row = self.dataset.samples.iloc[index]
-        key = (str(row.image_path), str(getattr(row, "mask_path", "")), repr(self.dataset.augmentations))
-        item = _CACHE.get(key)
-        if item is None:
-            item = self.dataset[index]
-            _CACHE[key] = item
-        return item
-
-    def __getattr__(self, name: str) -> Any:
-        """Attributes other than the items are the wrapped dataset's."""
-        if name == "dataset":  # not set yet (e.g. while unpickling): no recursion
-            raise AttributeError(name)
-        return getattr(self.dataset, name)
-
-    def __setattr__(self, name: str, value: Any) -> None:
-        """Writes other than ``dataset`` go to the wrapped dataset (anomalib sets ``augmentations`` at setup)."""
-        if name == "dataset":
-            super().__setattr__(name, value)
-        else:
-            setattr(self.dataset, name, value)
 
 
 class DatasetCache(Callback):
@@ -100,7 +58,7 @@ class DatasetCache(Callback):
             dataset = getattr(datamodule, name, None)
             if dataset is not None and hasattr(dataset, "samples"):
                 if not isinstance(dataset, CachedDataset):
-                    dataset = CachedDataset(dataset)
+                    dataset = CachedDataset(dataset, _CACHE)
                     setattr(datamodule, name, dataset)
                 for index in range(len(dataset)):
                     dataset[index]

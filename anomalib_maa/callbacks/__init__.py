@@ -8,6 +8,7 @@
   instead of silently not training and overwriting the first run (:class:`ReusedTrainerError`).
 - :class:`DataGuard`: every image and mask checked once before the first batch, 16-bit images read scaled,
   validation skipped when the datamodule has none.
+- :class:`TrainingImageCache`: MAA's training images decoded and resized once per fit, not once per step.
 - :class:`FailedRunCleanup`: a run that fails before its first checkpoint leaves no empty version folder and
   does not move ``latest``.
 
@@ -23,6 +24,7 @@ from anomalib_maa.callbacks.data_guard import DataGuard
 from anomalib_maa.callbacks.divergence import DivergenceError, DivergenceGuard, check_finite_losses
 from anomalib_maa.callbacks.resume import ResumeState
 from anomalib_maa.callbacks.run_guard import FailedRunCleanup, NewRunGuard, ReusedTrainerError, discard_failed_run
+from anomalib_maa.callbacks.training_cache import TrainingImageCache
 
 __all__ = [
     "DataGuard",
@@ -32,6 +34,7 @@ __all__ = [
     "NewRunGuard",
     "ResumeState",
     "ReusedTrainerError",
+    "TrainingImageCache",
     "check_finite_losses",
     "data_callbacks",
     "discard_failed_run",

@@ -127,22 +127,28 @@ def test_speed_report_tables_without_verdicts():
 
 
 def test_dataset_cache_serves_items_once(tmp_path):
+    from types import SimpleNamespace
+
     from torchvision.transforms.v2 import Resize
 
-    from anomalib_maa.benchmark.cache import CachedDataset, cache_size, clear_cache
+    from anomalib_maa.benchmark.cache import CachedDataset, DatasetCache, cache_size, clear_cache
     from anomalib_maa.utils.sample_data import folder_datamodule, make_sample_dataset
 
     root = make_sample_dataset(tmp_path, n_train=2, n_test_good=1, n_test_defect=1, size=16)
-    datamodule = folder_datamodule(root)
+    datamodule = folder_datamodule(root, num_workers=2)
     datamodule.setup()
     plain = datamodule.train_data
-    dataset = CachedDataset(plain)
     clear_cache()
+    callback = DatasetCache()
+    callback.setup(SimpleNamespace(datamodule=datamodule), None, "fit")  # wraps and warms every split
+    dataset = datamodule.train_data
+    assert isinstance(dataset, CachedDataset) and dataset.dataset is plain and datamodule.num_workers == 0
+    assert cache_size() == len(plain) + len(datamodule.test_data) and callback.seconds > 0
     first = dataset[0]
-    assert dataset[0] is first and cache_size() == 1
-    assert plain[0] is not first  # the wrapped dataset decodes afresh: the wrapper caches
+    assert dataset[0] is first and plain[0] is not first  # the wrapped dataset decodes afresh: the wrapper caches
     assert len(dataset) == len(plain) and dataset.samples is plain.samples and dataset.collate_fn == plain.collate_fn
-    assert CachedDataset(plain)[0] is first  # shared by every wrapper of the same file and transforms
+    callback.setup(SimpleNamespace(datamodule=datamodule), None, "test")  # a second setup: no second wrapper
+    assert datamodule.train_data is dataset and cache_size() == len(plain) + len(datamodule.test_data)
     resize = Resize((8, 8))
     dataset.augmentations = resize  # anomalib sets augmentations at setup: they reach the wrapped dataset
     assert plain.augmentations is resize and dataset[0] is not first  # and are part of the key

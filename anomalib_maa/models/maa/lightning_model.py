@@ -31,7 +31,14 @@ from lightning.pytorch.utilities.types import STEP_OUTPUT
 from torch import optim
 from torchvision.transforms.v2 import Compose, Normalize, Resize
 
-from anomalib_maa.callbacks import DivergenceGuard, NewRunGuard, ResumeState, check_finite_losses, data_callbacks
+from anomalib_maa.callbacks import (
+    DivergenceGuard,
+    NewRunGuard,
+    ResumeState,
+    TrainingImageCache,
+    check_finite_losses,
+    data_callbacks,
+)
 from anomalib_maa.distributed import enable_unused_parameter_detection
 from anomalib_maa.errors import InputError
 from anomalib_maa.metrics.evaluation import table2_evaluator
@@ -393,10 +400,11 @@ class Maa(AnomalibModule):
         their epoch-end and batch-end checks run before the post-processor fits or applies the threshold.
         :func:`~anomalib_maa.callbacks.data_callbacks` come before them: every image and mask checked once, 16-bit
         images read scaled, validation skipped when there is none, no empty run folder left by a failed run.
+        :class:`~anomalib_maa.callbacks.TrainingImageCache` reads the training images once per fit.
         """
         callbacks = super().configure_callbacks()
         base = [callbacks] if isinstance(callbacks, Callback) else list(callbacks)
-        return [*data_callbacks(), DivergenceGuard(), ResumeState(), NewRunGuard(), *base]
+        return [*data_callbacks(), TrainingImageCache(), DivergenceGuard(), ResumeState(), NewRunGuard(), *base]
 
     def setup(self, stage: str) -> None:
         """Under a DDP strategy, wrap with ``find_unused_parameters=True`` (see ``docs/scaling.md``).
