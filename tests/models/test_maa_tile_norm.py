@@ -170,3 +170,44 @@ def test_tile_normalised_model_exports_to_onnx(tmp_path):
     torch.onnx.export(Score(model), (image,), path, opset_version=18, dynamo=True, input_names=["image"])
     (score,) = ort.InferenceSession(str(path)).run(None, {"image": image.numpy()})
     assert np.abs(score - exact.numpy()).max() <= 1e-3 * max(1.0, float(np.abs(exact.numpy()).max()))
+
+
+def test_quantile_method_divides_each_tile_by_its_training_q95():
+    """A busy tile (10x the scores) no longer outranks a quiet tile that is far above its own normal range."""
+    generator = torch.Generator().manual_seed(0)
+    base = torch.rand(200, generator=generator) + 0.5
+    normal = torch.stack([base, 10 * base.flip(0), torch.zeros(200)], dim=1)
+    norm = TileScoreNorm(3, method="quantile")
+    norm.fit(normal)
+    q95 = torch.quantile(normal[:, :2].double(), 0.95, dim=0).float()
+    assert torch.allclose(norm.scale[:2], q95) and norm.scale[2] == pytest.approx(float(q95.median()))
+    quiet_defect = torch.tensor([[3.0, 10.0, 0.0]])  # tile 0 at 2x its q95
+    busy_normal = torch.tensor([[1.0, 14.0, 0.0]])  # tile 1 at its q95
+    assert norm(quiet_defect).item() > norm(busy_normal).item()
+    assert norm(busy_normal).item() == pytest.approx(14.0 / float(q95[1]), rel=1e-5)
+    assert (norm(normal) > 0).all()  # positive: the lognormal Pauta rule applies
+
+
+def test_unknown_tile_norm_is_refused_by_name():
+    with pytest.raises(ValueError, match="Unknown tile_norm 'q95'"):
+        MaaModel((64, 64), n_features=2, feature_layer=2, tile_size=(32, 32), tile_norm="q95")
+    with pytest.raises(ValueError, match="Unknown tile normalisation 'median'"):
+        TileScoreNorm(2, method="median")
+
+
+def test_quantile_tile_norm_is_fitted_by_the_pauta_pass_with_the_lognormal_rule(sample_root, tmp_path):
+    seed_everything(0)
+    model = Maa(**TINY, score="map_max", tile_norm="quantile", threshold_method="lognormal", max_epochs=1)
+    engine = Engine(
+        accelerator="cpu", default_root_dir=tmp_path, limit_val_batches=0, enable_progress_bar=False, logger=False
+    )
+    datamodule = folder_datamodule(sample_root, batch_size=8)
+    engine.fit(model, datamodule=datamodule)
+    norm = model.model.score_norm
+    assert norm.method == "quantile" and bool(norm.fitted)
+    model.eval()
+    raw = _training_tile_scores(model, datamodule).double()
+    assert torch.allclose(norm.scale.double(), torch.quantile(raw, 0.95, dim=0), rtol=1e-4)
+    image_scores = norm(raw.float()).double().numpy()
+    threshold = float(model.post_processor.image_threshold)
+    assert threshold == pytest.approx(threshold_from_scores(image_scores, "lognormal", 3.0), rel=1e-4)

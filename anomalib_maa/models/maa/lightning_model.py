@@ -112,10 +112,12 @@ class Maa(AnomalibModule):
             by its worst non-overlapping tile, with the anomaly map put back together; ``None``
             (default) works on whole images. ``image_size`` must be a whole number of tiles.
         tile_overlap: Score tiles overlapping by half a tile (the map averages them; see :class:`MaaModel`).
-        tile_norm: Score each tile against the defect-free training images' scores of the same tile (robust
-            z-score of the log score, :mod:`~anomalib_maa.models.maa.score_norm`) and an image by its largest;
-            fitted by the Pauta post-processor from the training images. The scores are z-scores, which can be
-            negative: use ``threshold_method="normal"`` or ``"empirical"`` with it.
+        tile_norm: Score each tile against the defect-free training images' scores of the same tile and an image
+            by its largest, fitted by the Pauta post-processor from the training images
+            (:mod:`~anomalib_maa.models.maa.score_norm`): ``"quantile"`` divides each tile by its training q95
+            (positive scores, any threshold method); ``"zscore"`` (or ``True``) takes the robust z-score of the log
+            score, which can be negative: use ``threshold_method="normal"`` or ``"empirical"`` with it.
+            ``False``/``"none"``: raw tile scores.
         ab_seed: Seed of the A/B split.
         heal_prob: Share of set-A images given small synthetic defects before the generator, which
             must return the clean image (paired term): teaches it to rebuild defects as normal surface
@@ -163,7 +165,7 @@ class Maa(AnomalibModule):
         augment_flips: bool = False,
         tile_size: int | Sequence[int] | None = None,
         tile_overlap: bool = False,
-        tile_norm: bool = False,
+        tile_norm: bool | Literal["none", "zscore", "quantile"] = False,
         ab_seed: int = 0,
         heal_prob: float = 0.0,
         train_steps: int = 3000,

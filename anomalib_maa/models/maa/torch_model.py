@@ -15,7 +15,7 @@ from .anomaly_map import AnomalyMapGenerator
 from .components import Decoder, Encoder
 from .discriminator import MarkovDiscriminator
 from .memory import AutoMemory, MemoryMode
-from .score_norm import TileScoreNorm
+from .score_norm import TileScoreNorm, tile_norm_method
 
 ScoreMode = Literal["fmd", "local_fmd", "map_max"]
 
@@ -97,8 +97,9 @@ class MaaModel(nn.Module):
             mean of the overlapping tiles' maps, so the generator's weaker reconstruction at tile borders no
             longer reads as a defect. About 2.5-3x the inference cost of non-overlapping tiles.
         tile_norm: Read each tile's score against the defect-free training images' scores of the same tile
-            (:class:`~anomalib_maa.models.maa.score_norm.TileScoreNorm`: robust z-score of the log score) and
-            score an image by its largest z-score. The statistics are fitted with :meth:`fit_tile_norm`
+            (:class:`~anomalib_maa.models.maa.score_norm.TileScoreNorm`) and score an image by its largest:
+            ``"zscore"`` (or ``True``: robust z-score of the log score), ``"quantile"`` (the score over the tile's
+            training q95), ``False``/``"none"`` (raw). The statistics are fitted with :meth:`fit_tile_norm`
             (the Pauta post-processor does it when it scores the training images); the anomaly map is unchanged.
 
     Example:
@@ -121,9 +122,10 @@ class MaaModel(nn.Module):
         score_window: int = 3,
         tile_size: tuple[int, int] | None = None,
         tile_overlap: bool = False,
-        tile_norm: bool = False,
+        tile_norm: bool | str = False,
     ) -> None:
         super().__init__()
+        norm_method = tile_norm_method(tile_norm)
         image_size = tuple(image_size)
         tile_size = tuple(tile_size) if tile_size is not None else image_size
         if any(side % tile for side, tile in zip(image_size, tile_size, strict=True)):
@@ -142,7 +144,7 @@ class MaaModel(nn.Module):
         self.score = score
         self.score_window = score_window
         self.in_channels = in_channels
-        self.score_norm = TileScoreNorm(self.n_tiles) if tile_norm else None
+        self.score_norm = TileScoreNorm(self.n_tiles, norm_method) if norm_method else None
         self.apply(init_weights)
 
     @property
