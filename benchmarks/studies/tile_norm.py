@@ -1,9 +1,10 @@
 """Tile-normalised scores (``tile_norm``) of trained MAA checkpoints, against the raw worst-tile score.
 
-Each checkpoint is loaded with ``tile_norm=True``; its Pauta post-processor is fitted on the defect-free
-training images through the package's own path (``fit_from_model``, which fits the per-tile statistics and
-then the threshold), and the test images are scored. Prints and writes the image AUROC of the raw score (the
-largest tile score, what the checkpoint was trained to give) and of the tile-normalised one, per checkpoint.
+Each checkpoint is loaded with ``tile_norm`` set to ``--method`` (``zscore``, the default, or ``quantile``); its
+Pauta post-processor is fitted on the defect-free training images through the package's own path
+(``fit_from_model``, which fits the per-tile statistics and then the threshold), and the test images are scored.
+Prints and writes the image AUROC of the raw score (the largest tile score, what the checkpoint was trained to
+give) and of the tile-normalised one, per checkpoint.
 
     python benchmarks/studies/tile_norm.py --output results/studies/tile_norm.json \
         --run ksdd:../shared/data/KolektorSDD:results/ck/runs/Maa-cpu__ksdd__seed1/.../model.ckpt \
@@ -37,10 +38,11 @@ def test_scores(model: Maa, dataset) -> tuple[torch.Tensor, torch.Tensor, torch.
     return torch.cat(raw), torch.cat(normalised), torch.cat(labels)
 
 
-def study(spec: str) -> dict[str, float | str]:
+def study(spec: str, method: str = "zscore") -> dict[str, float | str]:
     """``kind:root:checkpoint`` -> image AUROC of the raw and the tile-normalised score."""
     kind, root, ckpt = spec.split(":", 2)
-    model = Maa.load_from_checkpoint(ckpt, map_location="cpu", tile_norm=True, threshold_method="normal").eval()
+    rule = "normal" if method == "zscore" else "lognormal"  # z-scores can be negative; q95 shares cannot
+    model = Maa.load_from_checkpoint(ckpt, map_location="cpu", tile_norm=method, threshold_method=rule).eval()
     data = datamodule(f"{kind}:{root}")
     data.setup("fit")
     data.setup("test")
@@ -52,6 +54,7 @@ def study(spec: str) -> dict[str, float | str]:
     raw, normalised, labels = test_scores(model, data.test_data)
     return {
         "checkpoint": ckpt,
+        "method": method,
         "dataset": Path(root).name,
         "raw": image_metrics(raw, labels, None)["image_auroc"],
         "tile_norm": image_metrics(normalised, labels, None)["image_auroc"],
@@ -64,14 +67,15 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--run", action="append", required=True, help="kind:ROOT:CHECKPOINT (kind ksdd or pcb)")
     parser.add_argument("--output", default="results/studies/tile_norm.json")
+    parser.add_argument("--method", default="zscore", choices=["zscore", "quantile"], help="tile_norm method")
     args = parser.parse_args()
     torch.set_num_threads(1)
     rows = []
     for spec in args.run:
-        row = study(spec)
+        row = study(spec, args.method)
         rows.append(row)
         print(
-            f"{row['dataset']:12s} raw {row['raw']:.3f}  tile_norm {row['tile_norm']:.3f}  {row['checkpoint']}",
+            f"{row['dataset']:12s} raw {row['raw']:.3f}  {args.method} {row['tile_norm']:.3f}  {row['checkpoint']}",
             flush=True,
         )
     out = Path(args.output)
