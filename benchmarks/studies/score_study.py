@@ -41,6 +41,17 @@ def datamodule(spec: str):
     )
 
 
+def resized_splits(spec: str, model: Maa):
+    """The training and test sets of ``spec`` (``kind:root``), read at the model's input size (its resize)."""
+    data = datamodule(spec)
+    data.setup("fit")
+    data.setup("test")
+    resize = model.pre_processor.transform.transforms[0]
+    for dataset in (data.train_data, data.test_data):
+        dataset.augmentations = resize
+    return data.train_data, data.test_data
+
+
 def standardise(train: torch.Tensor, test: torch.Tensor) -> torch.Tensor:
     log_train, log_test = train.double().clamp_min(1e-12).log(), test.double().clamp_min(1e-12).log()
     return (log_test - log_train.mean()) / log_train.std().clamp_min(1e-12)
@@ -128,14 +139,9 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     model = Maa.load_from_checkpoint(args.ckpt, map_location="cpu").eval()
-    data = datamodule(args.data)
-    data.setup("fit")
-    data.setup("test")
-    resize = model.pre_processor.transform.transforms[0]
-    for dataset in (data.train_data, data.test_data):
-        dataset.augmentations = resize
-    train = variant_scores(model, data.train_data, VARIANTS, 8)
-    test = variant_scores(model, data.test_data, VARIANTS, 8)
+    train_data, test_data = resized_splits(args.data, model)
+    train = variant_scores(model, train_data, VARIANTS, 8)
+    test = variant_scores(model, test_data, VARIANTS, 8)
     labels = test["labels"]
     z = {name: standardise(train["scores"][name], test["scores"][name]) for name in VARIANTS}
     scores = {name: test["scores"][name] for name in VARIANTS}
@@ -144,7 +150,7 @@ def main() -> None:
     scores["z_mean(local_fmd,map_max)"] = (z["local_fmd"] + z["map_max"]) / 2
     scores["z_mean(fmd,local_fmd,map_max)"] = (z["fmd"] + z["local_fmd"] + z["map_max"]) / 3
     result = {name: image_metrics(value, labels, (value > 0).long())["image_auroc"] for name, value in scores.items()}
-    study = residual_study(model, data.test_data, {name: test["scores"][name] for name in ("fmd", "map_max")})
+    study = residual_study(model, test_data, {name: test["scores"][name] for name in ("fmd", "map_max")})
     for name, values in study.pop("extra_scores").items():
         result[name] = image_metrics(torch.tensor(values), labels, None)["image_auroc"]
     result.update(study)

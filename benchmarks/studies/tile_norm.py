@@ -18,7 +18,7 @@ import json
 from pathlib import Path
 
 import torch
-from score_study import datamodule
+from score_study import resized_splits
 from torch.utils.data import DataLoader
 
 from anomalib_maa import Maa
@@ -43,23 +43,18 @@ def study(spec: str, method: str = "zscore") -> dict[str, float | str]:
     kind, root, ckpt = spec.split(":", 2)
     rule = "normal" if method == "zscore" else "lognormal"  # z-scores can be negative; q95 shares cannot
     model = Maa.load_from_checkpoint(ckpt, map_location="cpu", tile_norm=method, threshold_method=rule).eval()
-    data = datamodule(f"{kind}:{root}")
-    data.setup("fit")
-    data.setup("test")
-    resize = model.pre_processor.transform.transforms[0]
-    for dataset in (data.train_data, data.test_data):
-        dataset.augmentations = resize
-    train = DataLoader(data.train_data, batch_size=8, collate_fn=data.train_data.collate_fn)
+    train_data, test_data = resized_splits(f"{kind}:{root}", model)
+    train = DataLoader(train_data, batch_size=8, collate_fn=train_data.collate_fn)
     model.post_processor.fit_from_model(model, dataloader=train)
-    raw, normalised, labels = test_scores(model, data.test_data)
+    raw, normalised, labels = test_scores(model, test_data)
     return {
         "checkpoint": ckpt,
         "method": method,
         "dataset": Path(root).name,
         "raw": image_metrics(raw, labels, None)["image_auroc"],
         "tile_norm": image_metrics(normalised, labels, None)["image_auroc"],
-        "n_train": len(data.train_data),
-        "n_test": len(data.test_data),
+        "n_train": len(train_data),
+        "n_test": len(test_data),
     }
 
 

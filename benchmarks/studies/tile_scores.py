@@ -16,7 +16,7 @@ import json
 from pathlib import Path
 
 import torch
-from score_study import datamodule
+from score_study import resized_splits
 from torch.utils.data import DataLoader
 
 from anomalib_maa import Maa
@@ -63,13 +63,8 @@ def tile_table(model: Maa, dataset) -> dict[str, torch.Tensor]:
 def study(spec: str) -> dict[str, float | str]:
     kind, root, ckpt = spec.split(":", 2)
     model = Maa.load_from_checkpoint(ckpt, map_location="cpu").eval()
-    data = datamodule(f"{kind}:{root}")
-    data.setup("fit")
-    data.setup("test")
-    resize = model.pre_processor.transform.transforms[0]
-    for dataset in (data.train_data, data.test_data):
-        dataset.augmentations = resize
-    train, test = tile_table(model, data.train_data), tile_table(model, data.test_data)
+    train_data, test_data = resized_splits(f"{kind}:{root}", model)
+    train, test = tile_table(model, train_data), tile_table(model, test_data)
     labels = test["labels"]
 
     def auroc(score: torch.Tensor) -> float:
