@@ -94,7 +94,9 @@ class TrainingImageCache(Callback):
             logger.info("Training images not cached: the training set has random augmentations.")
             return
         limit = self.max_bytes if self.max_bytes is not None else default_limit()
-        needed = _item_bytes(dataset[0]) * len(dataset)
+        start = time.perf_counter()
+        first = dataset[0]
+        needed = _item_bytes(first) * len(dataset)
         if needed > limit:
             logger.info(
                 "Training images not cached: %d items would take %.0f MiB (limit %.0f MiB).",
@@ -103,9 +105,9 @@ class TrainingImageCache(Callback):
                 limit / 2**20,
             )
             return
-        start = time.perf_counter()
         cached = CachedDataset(dataset)
-        for index in range(len(cached)):
+        cached.store[cached.key(0)] = first
+        for index in range(1, len(cached)):
             cached[index]  # read in this process: no shared-memory handles, no draw from the global RNG
         workers = int(getattr(datamodule, "num_workers", 0) or 0)
         self.seconds = time.perf_counter() - start
