@@ -92,7 +92,9 @@ def study(config_path: str, job_id: str, output: Path, max_steps: int = -1) -> d
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", required=True)
-    parser.add_argument("--job", action="append", required=True, help="a job id of the config, e.g. Maa-cpu__ksdd__seed0")
+    parser.add_argument(
+        "--job", action="append", required=True, help="a job id of the config, e.g. Maa-cpu__ksdd__seed0"
+    )
     parser.add_argument("--output", default="results/studies/ema")
     parser.add_argument("--max-steps", type=int, default=-1, help="cut training short (smoke run of the script)")
     args = parser.parse_args()

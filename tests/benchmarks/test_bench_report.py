@@ -106,7 +106,7 @@ def test_fold_batchnorm_keeps_maa_outputs():
 
 
 def test_speed_report_tables_without_verdicts():
-    from anomalib_maa.benchmark.speed import render_speed
+    from anomalib_maa.benchmark.speed_report import render_speed
 
     fmd = {"section": "fmd", "feature map": "paper", "batch": 1, "device": "cpu", "rel_diff_vs_scipy": 0.0}
     rows = [
