@@ -8,6 +8,8 @@ the generator's forward pass, the discriminator's two passes and update, and the
 and update, each timed (median over ``--repeats`` steps after a warm-up). Rounds alternate the default (NCHW) format
 and channels-last (model and crops converted), so both see the same machine load. Prints and writes
 ``training_step.md``. This is the step alone: the whole fit through Lightning is ``speed_training.py``'s.
+``--layers`` also times the generator's four full-resolution 1x7 / 7x1 convolutions alone (forward and backward on
+4 crops), in both formats.
 """
 
 from __future__ import annotations
@@ -80,12 +82,32 @@ def measure(channels_last: bool, repeats: int) -> dict[str, float]:
     return medians
 
 
+LAYERS = ((1, 4, (1, 7)), (4, 8, (7, 1)), (8, 4, (7, 1)), (4, 1, (1, 7)))
+"""The recipe's full-resolution convolutions: (in channels, out channels, kernel)."""
+
+
+def layer_ms(in_channels: int, out_channels: int, kernel: tuple[int, int], channels_last: bool, n: int = 30) -> float:
+    """Mean ms of one forward and backward pass of a convolution on 4 crops of 128x128."""
+    conv = torch.nn.Conv2d(in_channels, out_channels, kernel, padding=(kernel[0] // 2, kernel[1] // 2), bias=False)
+    x = torch.randn(4, in_channels, 128, 128)
+    if channels_last:
+        conv, x = conv.to(memory_format=torch.channels_last), x.contiguous(memory_format=torch.channels_last)
+    x.requires_grad_()
+    for _ in range(3):
+        conv(x).sum().backward()
+    start = time.perf_counter()
+    for _ in range(n):
+        conv(x).sum().backward()
+    return 1000 * (time.perf_counter() - start) / n
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=40)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--output", type=Path, required=True)
+    parser.add_argument("--layers", action="store_true", help="also time the four full-resolution convolutions")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     rows = []
@@ -100,6 +122,11 @@ def main() -> None:
         for r in rows
     ]
     text = f"ms per training step ({args.threads} thread(s), median of {args.repeats})\n\n" + "\n".join(lines) + "\n"
+    if args.layers:
+        text += "\n| layer | NCHW ms | channels-last ms |\n|---|---|---|\n"
+        for cin, cout, kernel in LAYERS:
+            text += f"| {cin}->{cout}, {kernel[0]}x{kernel[1]} | {layer_ms(cin, cout, kernel, False):.1f} | "
+            text += f"{layer_ms(cin, cout, kernel, True):.1f} |\n"
     args.output.mkdir(parents=True, exist_ok=True)
     (args.output / "training_step.md").write_text(text, encoding="utf-8")
     print(text)  # noqa: T201
