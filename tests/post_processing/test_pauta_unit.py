@@ -164,6 +164,25 @@ def test_auroc_identical_with_and_without_normalisation() -> None:
     assert BinaryAUROC()(normalised, labels).item() == pytest.approx(BinaryAUROC()(raw, labels).item(), abs=1e-6)
 
 
+def test_map_normalisation_keeps_the_ranking_of_pixels_far_below_the_threshold() -> None:
+    """Most map pixels are near 0, far below the pixel threshold; float32 normalisation must not tie them."""
+    from anomalib_maa.post_processing.normalize import squash, squash_map
+
+    generator = torch.Generator().manual_seed(5)
+    labels = (torch.rand(50_000, generator=generator) < 0.05).long()
+    # a DeepPCB-like map: values spread over orders of magnitude below 1e-6, defective pixels about 3x larger
+    raw = 10 ** (-12 + 6 * torch.rand(50_000, generator=generator)) * (1 + 2 * labels)
+    threshold, scale = torch.tensor(0.11), torch.tensor(0.037)
+    exact = _pairwise_auroc(raw.double(), labels)
+    assert _pairwise_auroc(squash_map(raw, threshold, scale), labels) == pytest.approx(exact, abs=1e-6)
+    assert abs(_pairwise_auroc(squash(raw, threshold, scale), labels) - exact) > 0.01  # the plain form ties them
+    above = torch.tensor([0.11, 0.2, 5.0])
+    torch.testing.assert_close(squash_map(above, threshold, scale), squash(above, threshold, scale))
+    assert squash_map(threshold.reshape(1), threshold, scale).item() == pytest.approx(0.5)
+    ramp = torch.linspace(0.0, 1.0, 10_001)
+    assert torch.all(squash_map(ramp, threshold, scale).diff() > 0)
+
+
 def test_forward_and_batch_hook_share_code() -> None:
     post_processor, _ = _fitted(gamma=1.0)
     generator = torch.Generator().manual_seed(4)
