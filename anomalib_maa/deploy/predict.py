@@ -39,6 +39,7 @@ import cv2
 import numpy as np
 import torch
 from anomalib.data.utils.image import get_image_filenames_from_dir, is_image_file
+from anomalib.visualization.image.functional import overlay_images, visualize_anomaly_map, visualize_mask
 from PIL import Image, UnidentifiedImageError
 from torchvision.transforms.v2 import functional as TF  # noqa: N812
 from tqdm.auto import tqdm
@@ -172,21 +173,23 @@ def _to_uint8(image: torch.Tensor) -> np.ndarray:
 
 
 def _overlay(rgb: np.ndarray, anomaly_map: np.ndarray, mask: np.ndarray, normalized: bool) -> np.ndarray:
-    """Side by side: heat map over the image, predicted mask over the image (BGR for OpenCV)."""
+    """Side by side, drawn by ``anomalib.visualization``: heat map over the image | predicted mask (BGR for OpenCV).
+
+    A normalised map (in [0, 1], the threshold at 0.5) is coloured as it is; a raw map is scaled per image.
+    """
     height, width = rgb.shape[:2]
     heat = cv2.resize(anomaly_map.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
-    if not normalized:  # raw maps: scale per image
+    if not normalized:  # raw maps: scaled per image (here: anomalib's would scale after rounding to 8 bits)
         low, high = float(heat.min()), float(heat.max())
         heat = (heat - low) / (high - low) if high > low else np.zeros_like(heat)
-    heat = cv2.applyColorMap((np.clip(heat, 0.0, 1.0) * 255).astype(np.uint8), cv2.COLORMAP_JET)
-    bgr = cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)
-    left = cv2.addWeighted(bgr, 0.5, heat, 0.5, 0.0)
     region = cv2.resize(mask.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST) > 0
-    right = bgr.copy()
-    right[region] = (0.5 * right[region] + 0.5 * np.array([0, 0, 255])).astype(np.uint8)
-    contours, _ = cv2.findContours(region.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    cv2.drawContours(right, contours, -1, (0, 0, 255), max(1, min(height, width) // 128))
-    return np.concatenate([left, right], axis=1)
+    base = Image.fromarray(rgb)
+    left = overlay_images(base, visualize_anomaly_map(torch.from_numpy(np.clip(heat, 0.0, 1.0))), alpha=0.5)
+    region_tensor = torch.from_numpy(region)
+    masks = [visualize_mask(region_tensor, mode="fill", alpha=0.5), visualize_mask(region_tensor, mode="contour")]
+    right = overlay_images(base, masks, alpha=[1.0, 1.0])
+    picture = np.concatenate([np.asarray(left.convert("RGB")), np.asarray(right.convert("RGB"))], axis=1)
+    return cv2.cvtColor(picture, cv2.COLOR_RGB2BGR)
 
 
 def _overlay_path(output: Path, root: Path, image: Path) -> Path:
