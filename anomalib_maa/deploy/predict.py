@@ -179,7 +179,7 @@ def _overlay(rgb: np.ndarray, anomaly_map: np.ndarray, mask: np.ndarray, normali
     """
     height, width = rgb.shape[:2]
     heat = cv2.resize(anomaly_map.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
-    if not normalized:  # raw maps: scaled per image (here: anomalib's would scale after rounding to 8 bits)
+    if not normalized:  # raw maps: scaled per image in float (anomalib's own scaling rounds to 8 bits first)
         low, high = float(heat.min()), float(heat.max())
         heat = (heat - low) / (high - low) if high > low else np.zeros_like(heat)
     region = cv2.resize(mask.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST) > 0

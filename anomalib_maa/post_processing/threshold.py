@@ -13,7 +13,7 @@ from anomalib.data import Batch, InferenceBatch
 from anomalib.post_processing import PostProcessor
 
 from anomalib_maa.errors import InputError
-from anomalib_maa.post_processing.normalize import apply_thresholds, squash
+from anomalib_maa.post_processing.normalize import apply_thresholds
 from anomalib_maa.post_processing.pixels import N_QUANTILES
 from anomalib_maa.post_processing.rules import (
     DEFAULT_GAMMA,
@@ -280,8 +280,6 @@ class PautaThreshold(PostProcessor):
             threshold=self.enable_thresholding,
             normalize=self.enable_normalization,
         )
-
-    _squash = staticmethod(squash)
 
     @property
     def normalized_image_threshold(self) -> torch.Tensor:

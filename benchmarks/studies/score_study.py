@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -50,6 +51,27 @@ def resized_splits(spec: str, model: Maa):
     for dataset in (data.train_data, data.test_data):
         dataset.augmentations = resize
     return data.train_data, data.test_data
+
+
+def checkpoint_study_main(doc: str, default_output: str, study: Callable[[str, Path], dict], rows: str = "") -> None:
+    """The command line the checkpoint studies share: ``--run kind:ROOT:CHECKPOINT`` (repeated) and ``--output``.
+
+    Each run's row (``study(spec, output)``) is printed and appended as one JSON line to ``output`` itself, or to
+    ``output / rows`` when ``rows`` names a file inside an output folder. One torch thread, as the leaderboard's.
+    """
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--run", action="append", required=True, help="kind:ROOT:CHECKPOINT (kind ksdd or pcb)")
+    parser.add_argument("--output", default=default_output)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    out = Path(args.output)
+    lines = out / rows if rows else out
+    lines.parent.mkdir(parents=True, exist_ok=True)
+    for spec in args.run:
+        row = study(spec, out)
+        print(json.dumps(row), flush=True)  # noqa: T201
+        with lines.open("a") as file:
+            file.write(json.dumps(row) + "\n")
 
 
 def standardise(train: torch.Tensor, test: torch.Tensor) -> torch.Tensor:

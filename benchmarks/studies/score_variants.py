@@ -22,13 +22,11 @@ training q95), and saves the per-tile tables (``.pt``) for combinations.
 
 from __future__ import annotations
 
-import argparse
-import json
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F  # noqa: N812
-from score_study import resized_splits
+from score_study import checkpoint_study_main, resized_splits
 from torch.utils.data import DataLoader
 
 from anomalib_maa import Maa
@@ -114,17 +112,7 @@ def study(spec: str, output: Path) -> dict[str, float | str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run", action="append", required=True, help="kind:ROOT:CHECKPOINT (kind ksdd or pcb)")
-    parser.add_argument("--output", default="results/studies/variants")
-    args = parser.parse_args()
-    torch.set_num_threads(1)
-    out = Path(args.output)
-    for spec in args.run:
-        row = study(spec, out)
-        print(json.dumps(row), flush=True)
-        with (out / "rows.jsonl").open("a") as file:
-            file.write(json.dumps(row) + "\n")
+    checkpoint_study_main(__doc__, "results/studies/variants", study, rows="rows.jsonl")
 
 
 if __name__ == "__main__":

@@ -14,13 +14,11 @@ as in the recipe).
 
 from __future__ import annotations
 
-import argparse
-import json
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F  # noqa: N812
-from score_study import resized_splits
+from score_study import checkpoint_study_main, resized_splits
 from torch.utils.data import DataLoader
 
 from anomalib_maa import Maa
@@ -104,18 +102,7 @@ def study(spec: str) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run", action="append", required=True, help="kind:ROOT:CHECKPOINT (kind ksdd or pcb)")
-    parser.add_argument("--output", default="results/studies/structure.jsonl")
-    args = parser.parse_args()
-    torch.set_num_threads(1)
-    out = Path(args.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    for spec in args.run:
-        row = study(spec)
-        print(json.dumps(row), flush=True)
-        with out.open("a") as file:
-            file.write(json.dumps(row) + "\n")
+    checkpoint_study_main(__doc__, "results/studies/structure.jsonl", lambda spec, _: study(spec))
 
 
 if __name__ == "__main__":

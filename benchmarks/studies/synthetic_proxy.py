@@ -12,12 +12,10 @@ proxy ranks the variants as the test does on every dataset, the score can be cho
 
 from __future__ import annotations
 
-import argparse
-import json
 from pathlib import Path
 
 import torch
-from score_study import resized_splits
+from score_study import checkpoint_study_main, resized_splits
 from score_variants import tile_table
 from torch.utils.data import DataLoader
 
@@ -83,18 +81,7 @@ def study(spec: str) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run", action="append", required=True, help="kind:ROOT:CHECKPOINT (kind ksdd or pcb)")
-    parser.add_argument("--output", default="results/studies/proxy.jsonl")
-    args = parser.parse_args()
-    torch.set_num_threads(1)
-    out = Path(args.output)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    for spec in args.run:
-        row = study(spec)
-        print(json.dumps(row), flush=True)
-        with out.open("a") as file:
-            file.write(json.dumps(row) + "\n")
+    checkpoint_study_main(__doc__, "results/studies/proxy.jsonl", lambda spec, _: study(spec))
 
 
 if __name__ == "__main__":
