@@ -24,7 +24,6 @@ from anomalib.metrics import Evaluator
 from anomalib.models.components import AnomalibModule
 from anomalib.post_processing import PostProcessor
 from anomalib.pre_processing import PreProcessor
-from anomalib.utils.serialization import anomalib_safe_globals
 from anomalib.visualization import Visualizer
 from lightning.pytorch import Callback
 from lightning.pytorch.utilities.types import STEP_OUTPUT
@@ -36,7 +35,6 @@ from anomalib_maa.callbacks import (
     NewRunGuard,
     ResumeState,
     TrainingImageCache,
-    check_finite_losses,
     data_callbacks,
 )
 from anomalib_maa.distributed import enable_unused_parameter_detection
@@ -46,29 +44,19 @@ from anomalib_maa.metrics.fmd import FmdMethod
 from anomalib_maa.post_processing import PautaPostProcessor
 
 from .ab_split import ABBatches, training_image_paths
-from .augment import random_crops, random_flips
+from .checkpoint import legacy_threshold_kwargs, with_unfitted_tile_norm
 from .export import exportable_fmd, write_onnx_metadata
 from .loss import DiscriminatorLoss, GeneratorLoss
 from .memory import MemoryMode
-from .sizing import derive_epochs, derive_sizes
-from .synthetic import synthetic_defects
+from .sizing import as_size, derive_epochs, derive_sizes
 from .torch_model import MaaModel, ScoreMode
+from .training import adversarial_step, training_pair
 
 logger = logging.getLogger(__name__)
 
 
 DEFAULT_TILE = (128, 128)
 """Tile side when the input size is derived from the data (the CPU preset's)."""
-
-
-def _as_size(image_size: int | Sequence[int]) -> tuple[int, int]:
-    if isinstance(image_size, int):
-        return (image_size, image_size)
-    size = tuple(int(side) for side in image_size)
-    if len(size) != 2:  # noqa: PLR2004
-        msg = f"image_size must be an int or (height, width), got {image_size}"
-        raise ValueError(msg)
-    return size  # type: ignore[return-value]
 
 
 class Maa(AnomalibModule):
@@ -195,11 +183,11 @@ class Maa(AnomalibModule):
         # What is not given is derived from the training images when fitting starts (sizing.py).
         self._derive = {"image_size": image_size is None, "in_channels": in_channels is None}
         if image_size is None:
-            tile = _as_size(tile_size) if tile_size is not None else DEFAULT_TILE
+            tile = as_size(tile_size) if tile_size is not None else DEFAULT_TILE
             image_size = tile
         else:
-            image_size = _as_size(image_size)
-            tile = _as_size(tile_size) if tile_size is not None else None
+            image_size = as_size(image_size)
+            tile = as_size(tile_size) if tile_size is not None else None
         self._default_pre_processor = pre_processor is True
         if pre_processor is True:
             pre_processor = self.configure_pre_processor(image_size)
@@ -247,13 +235,9 @@ class Maa(AnomalibModule):
         Checkpoints written before ``gamma`` and ``false_alarm_rate`` were mutually exclusive hold ``gamma=3.0``
         next to a ``false_alarm_rate``; for those, the rate wins, as it did when they were trained.
         """
-        if "gamma" not in kwargs and "false_alarm_rate" not in kwargs:
-            safe = kwargs.get("weights_only", True)
-            with anomalib_safe_globals(extra=cls.checkpoint_safe_globals()):
-                checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=safe)
-            hparams = checkpoint.get(cls.CHECKPOINT_HYPER_PARAMS_KEY) or {}
-            if hparams.get("gamma") is not None and hparams.get("false_alarm_rate") is not None:
-                kwargs["gamma"] = None
+        kwargs = legacy_threshold_kwargs(
+            checkpoint_path, kwargs, cls.CHECKPOINT_HYPER_PARAMS_KEY, cls.checkpoint_safe_globals()
+        )
         return super().load_from_checkpoint(checkpoint_path, *args, **kwargs)
 
     def _build(self, image_size: tuple[int, int], tile_size: tuple[int, int] | None, in_channels: int) -> None:
@@ -280,24 +264,14 @@ class Maa(AnomalibModule):
         """
         sizes = state_dict.get("model_sizes")
         if sizes is None:
-            state_dict = self._with_unfitted_tile_norm(state_dict)
+            state_dict = with_unfitted_tile_norm(state_dict, self.model.score_norm)
             return super().load_state_dict({**state_dict, "model_sizes": self.model_sizes}, strict, assign)
         self._derive = {"image_size": False, "in_channels": False}  # trained weights: nothing left to derive
         if [int(v) for v in sizes] != [int(v) for v in self.model_sizes]:
             height, width, tile_h, tile_w, channels = (int(v) for v in sizes)
             self._build((height, width), (tile_h, tile_w) if tile_h else None, channels)
-        state_dict = self._with_unfitted_tile_norm(state_dict)
+        state_dict = with_unfitted_tile_norm(state_dict, self.model.score_norm)
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
-
-    def _with_unfitted_tile_norm(self, state_dict: Any) -> Any:
-        """Add the model's own (unfitted) tile statistics to weights saved without them; drop unused ones."""
-        norm = self.model.score_norm
-        if norm is None:  # built without tile_norm: statistics of a tile_norm checkpoint are not used
-            return {key: value for key, value in state_dict.items() if not key.startswith("model.score_norm.")}
-        if any(key.startswith("model.score_norm.") for key in state_dict):
-            return state_dict
-        logger.info("The weights carry no tile statistics (trained without tile_norm): they start unfitted.")
-        return {**state_dict, **{f"model.score_norm.{key}": value for key, value in norm.state_dict().items()}}
 
     @property
     def sizes(self) -> dict[str, Any]:
@@ -444,36 +418,10 @@ class Maa(AnomalibModule):
         Raises:
             DivergenceError: When a loss is NaN or infinite, before its optimiser step (naming epoch and step).
         """
-        x_a, x_b = self.ab_batches.split(self.model.match_channels(batch.image), batch.image_path)
-        if self.model.tiler is not None:
-            x_a, x_b = random_crops(x_a, self.model.tile_size), random_crops(x_b, self.model.tile_size)
-        if self.augment_flips:
-            x_a, x_b = random_flips(x_a), random_flips(x_b)
-        opt_g, opt_d = self.optimizers()
-        generator, discriminator = self.model.generator, self.model.discriminator
-
-        source = synthetic_defects(x_a, self.heal_prob)[0] if self.heal_prob > 0 else x_a
-        fake = generator(source)
-
-        logits_real, f_real_b = discriminator(x_b)
-        logits_fake, _ = discriminator(fake.detach())
-        loss_d = self.discriminator_loss(logits_real, logits_fake)
-        check_finite_losses(self, {"discriminator loss": loss_d}, batch_idx)
-        opt_d.zero_grad(set_to_none=True)
-        self.manual_backward(loss_d)
-        opt_d.step()
-
-        logits_fake, f_fake = discriminator(fake)
-        loss_g, parts = self.generator_loss(f_real_b.detach(), f_fake, logits_fake, x_a, fake)
-        check_finite_losses(self, {"generator loss": loss_g}, batch_idx)
-        opt_g.zero_grad(set_to_none=True)
-        self.manual_backward(loss_g)
-        opt_g.step()
-
-        logs = {"loss_g": loss_g.detach(), "loss_d": loss_d.detach()}
-        logs.update({f"loss_{name}": value.detach() for name, value in parts.items()})
+        x_a, x_b = training_pair(self, batch.image, batch.image_path)
+        logs = adversarial_step(self, x_a, x_b, batch_idx)
         self.log_dict(logs, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(x_a))
-        return {"loss": loss_g.detach()}
+        return {"loss": logs["loss_g"]}
 
     def validation_step(self, batch: Batch, *args, **kwargs) -> STEP_OUTPUT:
         """Score a validation batch (eval mode: FMD and anomaly map)."""

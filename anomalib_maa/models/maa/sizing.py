@@ -153,3 +153,18 @@ def derive_epochs(n_images: int, batch_size: int, train_steps: int, drop_last: b
     """
     per_epoch = n_images // batch_size if drop_last else math.ceil(n_images / batch_size)
     return max(1, math.ceil(train_steps / max(1, per_epoch)))
+
+
+def as_size(image_size: int | Sequence[int]) -> tuple[int, int]:
+    """``(height, width)`` from one int or a pair.
+
+    Raises:
+        ValueError: If ``image_size`` is neither.
+    """
+    if isinstance(image_size, int):
+        return (image_size, image_size)
+    size = tuple(int(side) for side in image_size)
+    if len(size) != 2:  # noqa: PLR2004
+        msg = f"image_size must be an int or (height, width), got {image_size}"
+        raise ValueError(msg)
+    return size  # type: ignore[return-value]
