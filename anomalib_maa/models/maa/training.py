@@ -6,26 +6,22 @@ holds what a step does with them, so that the paper's objective reads in one pla
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
+from anomalib.models.components import AnomalibModule
 
 from anomalib_maa.callbacks import check_finite_losses
 
 from .augment import random_crops, random_flips
 from .synthetic import synthetic_defects
 
-if TYPE_CHECKING:
-    from .lightning_model import Maa
-
 __all__ = ["adversarial_step", "training_pair"]
 
 
-def training_pair(module: Maa, image: torch.Tensor, paths: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+def training_pair(module: AnomalibModule, image: torch.Tensor, paths: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
     """Sets A and B of a batch as the networks see them: channels matched, cropped to tiles, flipped.
 
     Args:
-        module: The MAA module (its model, A/B split and ``augment_flips``).
+        module: The MAA module (:class:`~anomalib_maa.models.maa.Maa`: its model, A/B split and ``augment_flips``).
         image: The batch's pre-processed images ``(B, 3, H, W)``.
         paths: Their file paths (the A/B split is by image).
 
@@ -40,7 +36,9 @@ def training_pair(module: Maa, image: torch.Tensor, paths: list[str]) -> tuple[t
     return x_a, x_b
 
 
-def adversarial_step(module: Maa, x_a: torch.Tensor, x_b: torch.Tensor, batch_idx: int) -> dict[str, torch.Tensor]:
+def adversarial_step(
+    module: AnomalibModule, x_a: torch.Tensor, x_b: torch.Tensor, batch_idx: int
+) -> dict[str, torch.Tensor]:
     """One discriminator and one generator update (manual optimisation).
 
     The generator rebuilds ``x_a`` (given synthetic defects to heal with probability ``heal_prob``); the
