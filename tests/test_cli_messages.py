@@ -14,6 +14,7 @@ from anomalib_maa.errors import InputError
 
 MAA = [sys.executable, "-m", "anomalib_maa.cli"]
 TINY_MAA = ["--model.image_size", "[32, 32]", "--model.n_features", "4", "--model.max_epochs", "1"]
+PAUTA = "anomalib_maa.post_processing.PautaPostProcessor"
 
 
 def _data_args(root: Path) -> list[str]:
@@ -61,9 +62,15 @@ def test_stock_anomalib_train_with_val_split_none_needs_no_flag(tiny_root, tmp_p
 @pytest.mark.parametrize(
     ("args", "line"),
     [
-        (["--model", "maa", "--model.false_alarm_rate", "2"], "error: false_alarm_rate must lie strictly between 0"),
+        (
+            ["--model", "maa", "--model.post_processor", PAUTA, "--model.post_processor.false_alarm_rate", "2"],
+            "error: false_alarm_rate must lie strictly between 0",
+        ),
         (["--model", "maa", "--model.gamma", "-1"], "error: gamma must be a finite number >= 0"),
-        (["--model", "maa", "--model.gamma", "2", "--model.false_alarm_rate", "0.1"], "error: Give either gamma"),
+        (
+            ["--model", "maa", "--model.gamma", "2", "--model.post_processor", PAUTA],
+            "error: gamma (2.0) is the shorthand of the default post-processor: give it to the post-processor passed",
+        ),
         (["--model", "maaa"], "error: Unknown model 'maaa': did you mean 'maa'?"),
     ],
 )

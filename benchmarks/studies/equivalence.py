@@ -23,6 +23,7 @@ from anomalib.engine import Engine
 from lightning.pytorch import seed_everything
 
 from anomalib_maa import Maa
+from anomalib_maa.post_processing import PautaPostProcessor
 from anomalib_maa.utils.sample_data import folder_datamodule, make_sample_dataset
 
 CONFIGS = {
@@ -33,9 +34,14 @@ CONFIGS = {
         "heal_prob": 0.5,
         "feature_layer": 3,
         "score": "map_max",
-        "threshold_method": "lognormal",
+        "post_processor": PautaPostProcessor(method="lognormal"),
     },
-    "fmd_polar": {"feature_layer": 2, "score": "fmd", "fmd_method": "polar", "false_alarm_rate": 0.05},
+    "fmd_polar": {
+        "feature_layer": 2,
+        "score": "fmd",
+        "fmd_method": "polar",
+        "post_processor": PautaPostProcessor(false_alarm_rate=0.05),
+    },
     "local_fmd": {"feature_layer": 2, "score": "local_fmd", "gamma": 2.0},
 }
 

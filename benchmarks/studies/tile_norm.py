@@ -42,7 +42,8 @@ def study(spec: str, method: str = "zscore") -> dict[str, float | str]:
     """``kind:root:checkpoint`` -> image AUROC of the raw and the tile-normalised score."""
     kind, root, ckpt = spec.split(":", 2)
     rule = "normal" if method == "zscore" else "lognormal"  # z-scores can be negative; q95 shares cannot
-    model = Maa.load_from_checkpoint(ckpt, map_location="cpu", tile_norm=method, threshold_method=rule).eval()
+    model = Maa.load_from_checkpoint(ckpt, map_location="cpu", tile_norm=method).eval()
+    model.post_processor.method = rule
     train_data, test_data = resized_splits(f"{kind}:{root}", model)
     train = DataLoader(train_data, batch_size=8, collate_fn=train_data.collate_fn)
     model.post_processor.fit_from_model(model, dataloader=train)

@@ -55,28 +55,30 @@ def test_unknown_schedule_is_refused():
         Maa(**TINY, lr_schedule="step")
 
 
-def test_gamma_and_false_alarm_rate_together_are_refused_like_the_post_processor():
-    with pytest.raises(InputError, match="Give either gamma") as from_model:
-        Maa(**TINY, gamma=2.0, false_alarm_rate=0.1)
-    with pytest.raises(InputError, match="Give either gamma") as from_post_processor:
-        PautaPostProcessor(gamma=2.0, false_alarm_rate=0.1)
-    assert str(from_model.value) == str(from_post_processor.value)
-    assert Maa(**TINY, false_alarm_rate=0.1).post_processor.false_alarm_rate == 0.1
-    assert Maa(**TINY, gamma=2.0).post_processor.gamma == 2.0
+def test_gamma_is_the_default_post_processors_shorthand_and_the_rest_is_the_post_processors():
     assert Maa(**TINY).post_processor.gamma == DEFAULT_GAMMA
+    assert Maa(**TINY, gamma=2.0).post_processor.gamma == 2.0
+    assert Maa.configure_post_processor().method == "normal"
+    given = PautaPostProcessor(false_alarm_rate=0.1, method="lognormal")
+    assert Maa(**TINY, post_processor=given).post_processor is given
+    with pytest.raises(InputError, match=r"gamma \(2.0\) is the shorthand of the default post-processor"):
+        Maa(**TINY, gamma=2.0, post_processor=given)
+    with pytest.raises(InputError, match="Give either gamma"):
+        PautaPostProcessor(gamma=2.0, false_alarm_rate=0.1)
 
 
 def test_checkpoint_that_kept_the_default_gamma_next_to_a_rate_loads_with_the_rate(tmp_path):
-    model = Maa(**TINY, false_alarm_rate=0.1)
-    hparams = {**dict(model.hparams), "gamma": 3.0}  # what Maa saved before the pair was refused
+    model = Maa(**TINY, post_processor=PautaPostProcessor(false_alarm_rate=0.1, method="lognormal"))
+    # what Maa saved when it took the threshold options itself, before gamma and the rate were exclusive
+    hparams = {**dict(model.hparams), "gamma": 3.0, "false_alarm_rate": 0.1, "threshold_method": "lognormal"}
     path = tmp_path / "old.ckpt"
-    torch.save(
-        {"state_dict": model.state_dict(), "hyper_parameters": hparams, "pytorch-lightning_version": "2.6.0"}, path
-    )
+    checkpoint = {"state_dict": model.state_dict(), "hyper_parameters": hparams, "pytorch-lightning_version": "2.6.0"}
+    model.on_save_checkpoint(checkpoint)  # the post-processor's own configuration, as Lightning stores it
+    torch.save(checkpoint, path)
     loaded = Maa.load_from_checkpoint(path)
     assert loaded.post_processor.false_alarm_rate == 0.1
-    with pytest.raises(InputError, match="Give either gamma"):
-        Maa.load_from_checkpoint(path, gamma=2.0, false_alarm_rate=0.1)
+    assert loaded.post_processor.method == "lognormal"
+    assert Maa.load_from_checkpoint(path, gamma=2.0).post_processor.gamma == 2.0
 
 
 def test_tiled_training_uses_tile_sized_crops_and_scores_whole_images(sample_root, tmp_path):

@@ -9,7 +9,7 @@ from anomalib.engine import Engine
 from lightning.pytorch import seed_everything
 from torch.utils.data import DataLoader
 
-from anomalib_maa import Maa
+from anomalib_maa import Maa, PautaPostProcessor
 from anomalib_maa.models.maa.score_norm import TileScoreNorm
 from anomalib_maa.models.maa.torch_model import MaaModel
 from anomalib_maa.post_processing.rules import threshold_from_scores
@@ -80,7 +80,7 @@ def test_unfitted_normaliser_keeps_the_raw_order():
 def tile_norm_run(sample_root, tmp_path_factory):
     seed_everything(0)
     tmp_path = tmp_path_factory.mktemp("tile_norm")
-    model = Maa(**TINY, score="map_max", tile_norm=True, threshold_method="normal", max_epochs=1)
+    model = Maa(**TINY, score="map_max", tile_norm=True, max_epochs=1)
     engine = Engine(
         accelerator="cpu", default_root_dir=tmp_path, limit_val_batches=0, enable_progress_bar=False, logger=False
     )
@@ -141,7 +141,7 @@ def test_weights_without_statistics_load_unfitted_and_statistics_are_dropped_wit
     plain = Maa.load_from_checkpoint(path, map_location="cpu", tile_norm=False)
     assert plain.model.score_norm is None
     state = {key: value for key, value in model.state_dict().items() if not key.startswith("model.score_norm.")}
-    fresh = Maa(**TINY, score="map_max", tile_norm=True, threshold_method="normal")
+    fresh = Maa(**TINY, score="map_max", tile_norm=True)
     fresh.load_state_dict(state)
     assert not bool(fresh.model.score_norm.fitted)
     assert torch.equal(fresh.model.score_norm.center, torch.zeros(4))
@@ -197,7 +197,13 @@ def test_unknown_tile_norm_is_refused_by_name():
 
 def test_quantile_tile_norm_is_fitted_by_the_pauta_pass_with_the_lognormal_rule(sample_root, tmp_path):
     seed_everything(0)
-    model = Maa(**TINY, score="map_max", tile_norm="quantile", threshold_method="lognormal", max_epochs=1)
+    model = Maa(
+        **TINY,
+        score="map_max",
+        tile_norm="quantile",
+        post_processor=PautaPostProcessor(method="lognormal"),
+        max_epochs=1,
+    )
     engine = Engine(
         accelerator="cpu", default_root_dir=tmp_path, limit_val_batches=0, enable_progress_bar=False, logger=False
     )

@@ -22,13 +22,15 @@ def legacy_threshold_kwargs(
     hparams_key: str,
     safe_globals: list[Any],
 ) -> dict[str, Any]:
-    """``kwargs`` for ``load_from_checkpoint``, with ``gamma=None`` for checkpoints that hold both threshold options.
+    """``kwargs`` for ``load_from_checkpoint``, with ``gamma=None`` for checkpoints trained with a false-alarm rate.
 
-    Checkpoints written before ``gamma`` and ``false_alarm_rate`` were mutually exclusive hold ``gamma=3.0`` next
-    to a ``false_alarm_rate``; for those the rate wins, as it did when they were trained. Arguments the caller
-    gives are kept as they are.
+    ``Maa`` once took ``false_alarm_rate`` and ``threshold_method`` next to ``gamma``; checkpoints of then hold them
+    as hyper-parameters, which loading drops (the post-processor restores both from its own stored configuration).
+    Those written before ``gamma`` and ``false_alarm_rate`` were mutually exclusive also hold ``gamma=3.0``: passed
+    on, it would override the rate, so it becomes ``None`` and the rate wins, as it did when they were trained.
+    A ``gamma`` the caller gives is kept.
     """
-    if "gamma" in kwargs or "false_alarm_rate" in kwargs:
+    if "gamma" in kwargs:
         return kwargs
     with anomalib_safe_globals(extra=safe_globals):
         checkpoint = torch.load(checkpoint_path, map_location="cpu", weights_only=kwargs.get("weights_only", True))

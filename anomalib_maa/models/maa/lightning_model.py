@@ -104,25 +104,19 @@ class Maa(AnomalibModule):
             by its largest, fitted by the Pauta post-processor from the training images
             (:mod:`~anomalib_maa.models.maa.score_norm`): ``"quantile"`` divides each tile by its training q95
             (positive scores, any threshold method); ``"zscore"`` (or ``True``) takes the robust z-score of the log
-            score, which can be negative: use ``threshold_method="normal"`` or ``"empirical"`` with it.
+            score, which can be negative: use the post-processor's ``method="normal"`` or ``"empirical"`` with it.
             ``False``/``"none"``: raw tile scores.
         ab_seed: Seed of the A/B split.
         heal_prob: Share of set-A images given small synthetic defects before the generator, which
             must return the clean image (paired term): teaches it to rebuild defects as normal surface
             (:mod:`~anomalib_maa.models.maa.synthetic`). 0 = off (the paper).
         train_steps: Optimiser steps to train for when no epoch count is given anywhere.
-        gamma: γ of the default Pauta threshold ``T = μ + γσ`` over the FMD scores of the
-            defect-free training images (0 favours recall of defects, 2-3 few false alarms); ``None``:
-            3 (the Pauta rule, :data:`~anomalib_maa.post_processing.DEFAULT_GAMMA`) unless ``false_alarm_rate``
-            is given.
-        false_alarm_rate: Alternative to ``gamma``: target rate α, γ = Φ⁻¹(1 − α). Giving both is an error,
-            as it is for :class:`PautaPostProcessor`.
-        threshold_method: Rule of the default Pauta post-processor: ``"normal"`` (``μ + γσ``, the
-            paper's), ``"lognormal"`` (the same on log scores: FMDs of normal images spread over
-            orders of magnitude) or ``"empirical"`` (a quantile of the training scores).
+        gamma: Shorthand for the default post-processor's γ (``T = μ + γσ`` over the scores of the defect-free
+            training images; 0 favours recall of defects, 2-3 few false alarms); ``None``: 3, the Pauta rule
+            (:data:`~anomalib_maa.post_processing.DEFAULT_GAMMA`). Every other threshold option (``false_alarm_rate``,
+            ``method``) is the post-processor's: ``post_processor=PautaPostProcessor(method="lognormal")``.
         pre_processor: Pre-processor, or ``True`` for resize + mapping to [-1, 1].
-        post_processor: Post-processor, or ``True`` for :class:`PautaPostProcessor` with
-            ``gamma`` / ``false_alarm_rate``.
+        post_processor: Post-processor, or ``True`` for :meth:`configure_post_processor`'s (with ``gamma``).
         evaluator: Evaluator, or ``True`` for the paper's Table II metrics.
         visualizer: Visualizer, or ``True`` for anomalib's image visualizer.
 
@@ -158,17 +152,15 @@ class Maa(AnomalibModule):
         heal_prob: float = 0.0,
         train_steps: int = 3000,
         gamma: float | None = None,
-        false_alarm_rate: float | None = None,
-        threshold_method: Literal["normal", "lognormal", "empirical"] = "normal",
         pre_processor: PreProcessor | bool = True,
         post_processor: PostProcessor | bool = True,
         evaluator: Evaluator | bool = True,
         visualizer: Visualizer | bool = True,
     ) -> None:
-        if gamma is not None and false_alarm_rate is not None:
+        if gamma is not None and post_processor is not True:
             msg = (
-                f"Give either gamma ({gamma}) or false_alarm_rate ({false_alarm_rate}), not both: "
-                "false_alarm_rate=α sets gamma = Φ⁻¹(1 − α)."
+                f"gamma ({gamma}) is the shorthand of the default post-processor: give it to the post-processor "
+                "passed (post_processor=PautaPostProcessor(gamma=...), or post_processor.init_args.gamma in a config)"
             )
             raise InputError(msg)
         if in_channels is not None and in_channels not in {1, 3}:
@@ -192,7 +184,7 @@ class Maa(AnomalibModule):
         if pre_processor is True:
             pre_processor = self.configure_pre_processor(image_size)
         if post_processor is True:
-            post_processor = PautaPostProcessor(gamma=gamma, false_alarm_rate=false_alarm_rate, method=threshold_method)
+            post_processor = self.configure_post_processor(gamma)
         super().__init__(
             pre_processor=pre_processor,
             post_processor=post_processor,
@@ -232,8 +224,8 @@ class Maa(AnomalibModule):
     def load_from_checkpoint(cls, checkpoint_path: str | Path, *args: Any, **kwargs: Any) -> Maa:
         """Load a checkpoint (anomalib's ``load_from_checkpoint``).
 
-        Checkpoints written before ``gamma`` and ``false_alarm_rate`` were mutually exclusive hold ``gamma=3.0``
-        next to a ``false_alarm_rate``; for those, the rate wins, as it did when they were trained.
+        Checkpoints of the time ``Maa`` also took ``false_alarm_rate`` load with the rate they were trained with
+        (:func:`~anomalib_maa.models.maa.checkpoint.legacy_threshold_kwargs`).
         """
         kwargs = legacy_threshold_kwargs(
             checkpoint_path, kwargs, cls.CHECKPOINT_HYPER_PARAMS_KEY, cls.checkpoint_safe_globals()
@@ -337,6 +329,18 @@ class Maa(AnomalibModule):
         return PreProcessor(
             transform=Compose([Resize(image_size, antialias=True), Normalize(mean=[0.5] * 3, std=[0.5] * 3)])
         )
+
+    @staticmethod
+    def configure_post_processor(gamma: float | None = None) -> PautaPostProcessor:
+        """The Pauta threshold over the scores of the defect-free training images (normal rule, γ = 3 by default).
+
+        Args:
+            gamma: γ of ``T = μ + γσ``; ``None``: :data:`~anomalib_maa.post_processing.DEFAULT_GAMMA`.
+
+        Returns:
+            The post-processor.
+        """
+        return PautaPostProcessor(gamma=gamma)
 
     @staticmethod
     def configure_evaluator() -> Evaluator:
