@@ -86,7 +86,7 @@ def build_peer(name: str, size: tuple[int, int], bank: int) -> torch.nn.Module:
 
 def fold_for_inference(module: torch.nn.Module) -> torch.nn.Module:
     """A copy of MAA with batch norm folded and channels-last weights (same values, inference only)."""
-    from anomalib_maa.benchmark.speed_models import fold_batchnorm
+    from anomalib_maa.deploy.optimize import fold_batchnorm
 
     module = copy.deepcopy(module)
     fold_batchnorm(module.model)

@@ -14,9 +14,10 @@ from typing import Any
 
 import torch
 from torch import nn
-from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-__all__ = ["INFERENCE_SPECS", "fold_batchnorm", "inference_worker", "maa_stage_times", "median_time"]
+from anomalib_maa.deploy.optimize import fold_batchnorm
+
+__all__ = ["INFERENCE_SPECS", "inference_worker", "maa_stage_times", "median_time"]
 
 INFERENCE_SPECS: dict[str, dict[str, Any]] = {
     "MAA paper (n_features=16)": {"kind": "maa", "n_features": 16, "feature_layer": 4},
@@ -50,32 +51,6 @@ def median_time(function: Callable[[], Any], repeats: int, warmup: int = 1) -> t
         _synchronize()
         times.append(time.perf_counter() - start)
     return statistics.median(times), times
-
-
-def fold_batchnorm(module: nn.Module) -> nn.Module:
-    """Fold every eval-mode ``BatchNorm2d`` that directly follows a convolution in an ``nn.Sequential``.
-
-    The convolution gets the folded weights and bias, the batch norm becomes ``nn.Identity``. Works in
-    place on a model in eval mode (statistics frozen) and returns it.
-
-    Example:
-        >>> block = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.ReLU()).eval()
-        >>> x = torch.randn(1, 3, 8, 8)
-        >>> before = block(x)
-        >>> torch.allclose(fold_batchnorm(block)(x), before, atol=1e-5), type(block[1]).__name__
-        (True, 'Identity')
-    """
-    for child in list(module.modules()):
-        if not isinstance(child, nn.Sequential):
-            continue
-        for index in range(len(child) - 1):
-            conv, norm = child[index], child[index + 1]
-            if isinstance(conv, nn.Conv2d | nn.ConvTranspose2d) and isinstance(norm, nn.BatchNorm2d):
-                child[index] = fuse_conv_bn_eval(
-                    conv.eval(), norm.eval(), transpose=isinstance(conv, nn.ConvTranspose2d)
-                )
-                child[index + 1] = nn.Identity()
-    return module
 
 
 def _build(spec: dict[str, Any], image_size: int, batch: int) -> nn.Module:

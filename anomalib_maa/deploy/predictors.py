@@ -16,6 +16,7 @@ Example:
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 from dataclasses import dataclass
@@ -24,6 +25,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from anomalib_maa.deploy.optimize import optimize_for_inference
 
 __all__ = [
     "BatchPrediction",
@@ -93,13 +96,18 @@ class TorchPredictor(Predictor):
         model: The trained model.
         path: The file it came from.
         device: ``"cpu"``, ``"cuda"`` or ``"auto"``.
+        optimize: Run a copy of the torch model with batch norm folded and channels-last memory
+            (:func:`~anomalib_maa.deploy.optimize.optimize_for_inference`): the same values to float32 rounding,
+            faster on CPU. ``False`` runs the model as trained.
     """
 
-    def __init__(self, model: Any, path: Path, device: str = "cpu") -> None:  # noqa: ANN401
+    def __init__(self, model: Any, path: Path, device: str = "cpu", optimize: bool = True) -> None:  # noqa: ANN401
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
         self.device = torch.device(device)
         self.model = model.eval().to(self.device)
+        self.optimize = optimize
+        self._torch_model = optimize_for_inference(copy.deepcopy(model.model)) if optimize else model.model
         self.path = path
         self.image_size = tuple(int(side) for side in model.image_size)
         post = model.post_processor
@@ -110,7 +118,10 @@ class TorchPredictor(Predictor):
     def predict(self, images: torch.Tensor) -> BatchPrediction:
         """Pre-processor -> model -> post-processor, as the Lightning predict loop and the export."""
         images = images.to(self.device)
-        raw = self.model.model(self.model.pre_processor(images))
+        inputs = self.model.pre_processor(images)
+        if self.optimize:
+            inputs = inputs.contiguous(memory_format=torch.channels_last)
+        raw = self._torch_model(inputs)
         out = self.model.post_processor(raw)
         batch = images.shape[0]
         label = out.pred_label if out.pred_label is not None else raw.pred_score > self.threshold

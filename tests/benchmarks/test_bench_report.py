@@ -88,7 +88,7 @@ def test_config_validation_and_seed_substitution():
 
 def test_fold_batchnorm_keeps_maa_outputs():
     from anomalib_maa import MaaModel
-    from anomalib_maa.benchmark.speed_models import fold_batchnorm
+    from anomalib_maa.deploy.optimize import fold_batchnorm
 
     torch.manual_seed(0)
     model = MaaModel((32, 32), n_features=2, feature_layer=3).eval()

@@ -139,3 +139,22 @@ def test_anomalib_predict_form_is_left_to_anomalib():
     assert is_plugin_predict(["--help"])
     assert not is_plugin_predict(["--model", "maa", "--data", "x", "--ckpt_path", "m.ckpt"])
     assert not is_plugin_predict(["--config", "run.yaml"])
+
+
+def test_optimized_torch_predictor_keeps_the_model_as_trained_and_its_values(tiny_run):
+    from torch import nn
+    from torchvision.io import read_image
+
+    from anomalib_maa.deploy.predictors import TorchPredictor
+
+    images = torch.stack([read_image(str(path)).expand(3, -1, -1) / 255.0 for path in tiny_run.test_images])
+    plain = TorchPredictor(tiny_run.model, tiny_run.ckpt, optimize=False).predict(images)
+    predictor = TorchPredictor(tiny_run.model, tiny_run.ckpt)
+    fast = predictor.predict(images)
+    folded = [m for m in predictor._torch_model.modules() if isinstance(m, nn.BatchNorm2d)]
+    kept = [m for m in tiny_run.model.model.modules() if isinstance(m, nn.BatchNorm2d)]
+    assert not folded and kept  # the copy is folded, the user's model is not
+    np.testing.assert_allclose(fast.score, plain.score, rtol=1e-5)
+    np.testing.assert_allclose(fast.anomaly_map, plain.anomaly_map, rtol=1e-4, atol=1e-6)
+    np.testing.assert_array_equal(fast.label, plain.label)
+    np.testing.assert_allclose(plain.normalized_score, tiny_run.reference["pred_score"].numpy(), rtol=1e-5)
