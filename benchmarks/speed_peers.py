@@ -86,11 +86,10 @@ def build_peer(name: str, size: tuple[int, int], bank: int) -> torch.nn.Module:
 
 def fold_for_inference(module: torch.nn.Module) -> torch.nn.Module:
     """A copy of MAA with batch norm folded and channels-last weights (same values, inference only)."""
-    from anomalib_maa.deploy.optimize import fold_batchnorm
+    from anomalib_maa.deploy.optimize import optimize_for_inference
 
     module = copy.deepcopy(module)
-    fold_batchnorm(module.model)
-    module.model.to(memory_format=torch.channels_last)
+    optimize_for_inference(module.model)
     return module
 
 

@@ -54,13 +54,12 @@ def main() -> None:
         f"random, {name.split()[0]}": lambda name=name: Maa(**SHAPES[name], visualizer=False) for name in args.shapes
     }
     if args.ckpt:
-        models[f"trained {args.ckpt.parts[-7] if len(args.ckpt.parts) >= 7 else args.ckpt.name}"] = lambda: (
-            Maa.load_from_checkpoint(args.ckpt, map_location="cpu", visualizer=False)
-        )
+        models["trained checkpoint"] = lambda: Maa.load_from_checkpoint(args.ckpt, map_location="cpu", visualizer=False)
     for name, build in models.items():
         model = build().eval()
         images = torch.rand(args.batch, 3, *model.image_size)
-        predictors = {flag: TorchPredictor(model, Path("random"), optimize=flag) for flag in (False, True)}
+        source = args.ckpt if name == "trained checkpoint" else Path("random weights")
+        predictors = {flag: TorchPredictor(model, source, optimize=flag) for flag in (False, True)}
         outputs = {flag: predictor.predict(images) for flag, predictor in predictors.items()}  # warm-up
         times: dict[bool, list[float]] = {False: [], True: []}
         for _ in range(args.repeats):
