@@ -99,7 +99,6 @@ class Maa(AnomalibModule):
         tile_size: Train on random crops of this size (one per image and step) and score an image
             by its worst non-overlapping tile, with the anomaly map put back together; ``None``
             (default) works on whole images. ``image_size`` must be a whole number of tiles.
-        tile_overlap: Score tiles overlapping by half a tile (the map averages them; see :class:`MaaModel`).
         tile_norm: Score each tile against the defect-free training images' scores of the same tile and an image
             by its largest, fitted by the Pauta post-processor from the training images
             (:mod:`~anomalib_maa.models.maa.score_norm`): ``"quantile"`` divides each tile by its training q95
@@ -146,7 +145,6 @@ class Maa(AnomalibModule):
         lr_schedule: Literal["constant", "cosine"] = "constant",
         augment_flips: bool = False,
         tile_size: int | Sequence[int] | None = None,
-        tile_overlap: bool = False,
         tile_norm: bool | Literal["none", "zscore", "quantile"] = False,
         ab_seed: int = 0,
         heal_prob: float = 0.0,
@@ -210,7 +208,6 @@ class Maa(AnomalibModule):
             "map_window": map_window,
             "score": score,
             "score_window": score_window,
-            "tile_overlap": tile_overlap,
             "tile_norm": tile_norm,
         }
         self._build(image_size, tile, in_channels or 3)

@@ -93,9 +93,6 @@ class MaaModel(nn.Module):
             is cut into non-overlapping tiles (anomalib's ``Tiler``), its score is the largest tile
             score and its anomaly map is put back together. Training feeds random tile-sized crops
             (:class:`~anomalib_maa.Maa`), so a model sees near-native resolution at the cost of a tile.
-        tile_overlap: Score tiles that overlap by half a tile (stride = half the tile): the anomaly map is the
-            mean of the overlapping tiles' maps, so the generator's weaker reconstruction at tile borders no
-            longer reads as a defect. About 2.5-3x the inference cost of non-overlapping tiles.
         tile_norm: Read each tile's score against the defect-free training images' scores of the same tile
             (:class:`~anomalib_maa.models.maa.score_norm.TileScoreNorm`) and score an image by its largest:
             ``"zscore"`` (or ``True``: robust z-score of the log score), ``"quantile"`` (the score over the tile's
@@ -121,7 +118,6 @@ class MaaModel(nn.Module):
         score: ScoreMode = "fmd",
         score_window: int = 3,
         tile_size: tuple[int, int] | None = None,
-        tile_overlap: bool = False,
         tile_norm: bool | str = False,
     ) -> None:
         super().__init__()
@@ -136,8 +132,7 @@ class MaaModel(nn.Module):
             raise ValueError(msg)
         self.generator = Generator(tile_size, in_channels, n_features, memory)
         self.image_size, self.tile_size = image_size, tile_size
-        stride = (tile_size[0] // 2, tile_size[1] // 2) if tile_overlap else tile_size
-        self.tiler = Tiler(tile_size=tile_size, stride=stride) if tile_size != image_size else None
+        self.tiler = Tiler(tile_size=tile_size, stride=tile_size) if tile_size != image_size else None
         self.discriminator = MarkovDiscriminator(in_channels, 4 * n_features, feature_layer)
         self.anomaly_map_generator = AnomalyMapGenerator(map_window)
         self.fmd_method = fmd_method
