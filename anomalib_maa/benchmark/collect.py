@@ -199,4 +199,3 @@ class PeakMemory:
             self.peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         if torch.cuda.is_available():
             self.peak_cuda_mb = torch.cuda.max_memory_allocated() / 2**20
-

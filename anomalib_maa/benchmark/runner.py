@@ -306,4 +306,3 @@ def summary(rows: list[dict[str, Any]]) -> str:
     return text + (
         f"; best image AUROC {best['image_auroc']:.3f} ({best['model']} on {best['dataset']})" if best else ""
     )
-

@@ -36,6 +36,9 @@ from PIL import Image
 
 logger = logging.getLogger(__name__)
 
+DEFAULT_TILE = (128, 128)
+"""Tile side when the input size is derived from the data (the CPU preset's)."""
+
 MAX_PIXELS = 640 * 256
 """Largest model input, in pixels (KolektorSDD at half its native resolution)."""
 
