@@ -11,7 +11,6 @@ import logging
 from typing import Any
 
 import torch
-from anomalib.models.components import AnomalibModule
 
 from .ab_split import training_image_paths
 from .checkpoint import with_unfitted_tile_norm
@@ -21,12 +20,14 @@ from .torch_model import MaaModel
 logger = logging.getLogger(__name__)
 
 
-class DataSizedModule(AnomalibModule):
-    """An anomalib module whose torch model is built for sizes that may come from the training images.
+class DataSizedMixin:
+    """Hooks of an anomalib module whose torch model is built for sizes that may come from the training images.
 
-    The subclass sets ``_model_args`` (the torch model's other arguments), ``_default_pre_processor`` and
-    ``_derive`` (which sizes are still to derive), then calls :meth:`_build`; its ``setup("fit")`` calls
-    :meth:`_derive_sizes` and :meth:`_derive_epochs`, and it has ``max_epochs`` and ``train_steps``.
+    A mixin, like anomalib's ``MemoryBankMixin``: the model class lists it before ``AnomalibModule``, which stays a
+    direct base (anomalib's ``get_model("maa")`` looks only at ``AnomalibModule``'s direct subclasses). The class
+    sets ``_model_args`` (the torch model's other arguments), ``_default_pre_processor`` and ``_derive`` (which
+    sizes are still to derive), then calls :meth:`_build`; its ``setup("fit")`` calls :meth:`_derive_sizes` and
+    :meth:`_derive_epochs`, and it has ``max_epochs`` and ``train_steps``.
     """
 
     _model_args: dict[str, Any]

@@ -20,6 +20,7 @@ import torch
 from anomalib import LearningType
 from anomalib.data import Batch
 from anomalib.metrics import Evaluator
+from anomalib.models.components import AnomalibModule
 from anomalib.post_processing import PostProcessor
 from anomalib.pre_processing import PreProcessor
 from anomalib.visualization import Visualizer
@@ -43,7 +44,7 @@ from anomalib_maa.post_processing import PautaPostProcessor
 
 from .ab_split import ABBatches, training_image_paths
 from .checkpoint import legacy_threshold_kwargs
-from .data_sized import DataSizedModule
+from .data_sized import DataSizedMixin
 from .export import exportable_fmd, write_onnx_metadata
 from .loss import DiscriminatorLoss, GeneratorLoss
 from .memory import MemoryMode
@@ -52,7 +53,7 @@ from .torch_model import ScoreMode
 from .training import adversarial_step, training_pair
 
 
-class Maa(DataSizedModule):
+class Maa(DataSizedMixin, AnomalibModule):
     """Memory-augmented Adversarial Autoencoder for surface-defect detection.
 
     Trains only on defect-free images, split at random (seeded) into sets A and B: the generator
