@@ -2,7 +2,7 @@
 
 import sys
 
-from anomalib_maa.benchmark.speed import main
+from speedbench.measure import main
 
 if __name__ == "__main__":
     sys.exit(main())

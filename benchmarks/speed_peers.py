@@ -33,8 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import yaml
-
-from anomalib_maa.benchmark.speed import interleaved_times
+from speedbench.measure import interleaved_times
 
 ROOT = Path(__file__).resolve().parents[1]
 COLUMNS = ("model", "input", "variant", "batch", "median_ms", "images_per_s", "ratio_to_padim_256", "repeats")

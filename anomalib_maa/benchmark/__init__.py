@@ -5,7 +5,7 @@ and passes no trainer arguments; this runner builds on anomalib's ``Engine`` ins
 
 * :func:`run_leaderboard` runs a :class:`BenchmarkConfig` (see :mod:`anomalib_maa.benchmark.config`).
 * :func:`main` is the command line (``python benchmarks/leaderboard.py --config ... --output ...``).
-* :mod:`anomalib_maa.benchmark.speed` measures the FMD, inference and training speed.
+* The speed benchmark (FMD, inference, training) is research tooling outside the package: ``benchmarks/speedbench``.
 
 Example:
     >>> from anomalib_maa.benchmark import parse_config

@@ -149,7 +149,7 @@ class ScoreCollector(Callback):
         )
 
 
-def _rss_bytes() -> int | None:
+def rss_bytes() -> int | None:
     """Resident memory of this process now (Linux), or ``None``."""
     try:
         with open("/proc/self/statm", encoding="ascii") as handle:
@@ -178,10 +178,10 @@ class PeakMemory:
 
     def _sample(self) -> None:
         while not self._stop.wait(self.interval):
-            self._peak = max(self._peak, _rss_bytes() or 0)
+            self._peak = max(self._peak, rss_bytes() or 0)
 
     def __enter__(self) -> PeakMemory:
-        self._peak = _rss_bytes() or 0
+        self._peak = rss_bytes() or 0
         if torch.cuda.is_available():
             torch.cuda.reset_peak_memory_stats()
         self._thread = threading.Thread(target=self._sample, daemon=True)
@@ -192,7 +192,7 @@ class PeakMemory:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
-        self._peak = max(self._peak, _rss_bytes() or 0)
+        self._peak = max(self._peak, rss_bytes() or 0)
         if self._peak:
             self.peak_rss_mb = self._peak / 2**20
         else:  # no /proc: the process's lifetime peak is the best available

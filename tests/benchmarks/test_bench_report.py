@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -105,8 +106,9 @@ def test_fold_batchnorm_keeps_maa_outputs():
     assert torch.allclose(before.pred_score, after.pred_score, rtol=1e-3, atol=1e-6)
 
 
-def test_speed_report_tables_without_verdicts():
-    from anomalib_maa.benchmark.speed_report import render_speed
+def test_speed_report_tables_without_verdicts(monkeypatch):
+    monkeypatch.syspath_prepend(str(Path(__file__).resolve().parents[2] / "benchmarks"))
+    from speedbench.report import render_speed
 
     fmd = {"section": "fmd", "feature map": "paper", "batch": 1, "device": "cpu", "rel_diff_vs_scipy": 0.0}
     rows = [
@@ -165,7 +167,12 @@ def test_model_recipe_and_datasets_keys(tmp_path):
     recipe.write_text("model:\n  class_path: maa\n  init_args: {n_features: 4, heal_prob: 0.5}\n")
     raw = {
         "models": [
-            {"name": "Maa", "preset": "cpu", "recipe": str(recipe), "init_args": {"ab_seed": "${seed}", "n_features": 2}},  # noqa: E501
+            {
+                "name": "Maa",
+                "preset": "cpu",
+                "recipe": str(recipe),
+                "init_args": {"ab_seed": "${seed}", "n_features": 2},
+            },  # noqa: E501
             {"name": "Padim", "model": "padim", "datasets": ["b"]},
         ],
         "datamodules": [{"name": "a", "kind": "sample"}, {"name": "b", "kind": "sample"}],

@@ -1,10 +1,10 @@
-"""Markdown report of the rows :mod:`anomalib_maa.benchmark.speed` measures (FMD, inference, stages, training)."""
+"""Markdown report of the rows :mod:`speedbench.measure` measures (FMD, inference, stages, training)."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from anomalib_maa.benchmark.speed_models import STAGED_VARIANT
+from speedbench.models import STAGED_VARIANT
 
 __all__ = ["render_speed"]
 

@@ -40,8 +40,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from anomalib_maa.benchmark.speed_models import INFERENCE_SPECS, inference_worker
-from anomalib_maa.benchmark.speed_report import render_speed
+from speedbench.models import INFERENCE_SPECS, inference_worker
+from speedbench.report import render_speed
 
 __all__ = ["fmd_rows", "inference_rows", "machine_info", "main", "map_share_rows", "training_rows"]
 
@@ -255,7 +255,7 @@ def inference_rows(
     models: Sequence[str] | None = None,
     device: str = "cpu",
 ) -> list:
-    """Run :func:`~anomalib_maa.benchmark.speed_models.inference_worker` for each model in a fresh process."""
+    """Run :func:`~speedbench.models.inference_worker` for each model in a fresh process."""
     context = multiprocessing.get_context("spawn")
     rows = []
     for name in models or INFERENCE_SPECS:

@@ -1,4 +1,4 @@
-"""Models and inference variants timed by :mod:`anomalib_maa.benchmark.speed`.
+"""Models and inference variants timed by :mod:`speedbench.measure`.
 
 Every measurement of inference runs in a fresh process (:func:`inference_worker`), so that its
 peak resident memory belongs to one model only.
@@ -121,12 +121,12 @@ def inference_worker(
         import anomalib.models  # noqa: F401  (imports before the baseline: it measures the model alone)
 
         import anomalib_maa  # noqa: F401
-        from anomalib_maa.benchmark.collect import PeakMemory, _rss_bytes
+        from anomalib_maa.benchmark.collect import PeakMemory, rss_bytes
 
         torch.set_num_threads(threads)
         torch.manual_seed(0)
         spec = INFERENCE_SPECS[name]
-        baseline = (_rss_bytes() or 0) / 2**20
+        baseline = (rss_bytes() or 0) / 2**20
         rows = []
         for variant in _variants(spec):
             model, context, channels_last = _prepare(_build(spec, image_size, batch).to(device), variant)
